@@ -1,0 +1,152 @@
+//! The kabuto-compatible face (seed 003): registering, confirming, logging in and out, and `GET /`
+//! as the authenticated probe. Field names and JSON shapes are the seed's.
+
+use super::auth::{Auth, ClientAddr, SESSION_COOKIE};
+use super::body::FormOrJson;
+use crate::accounts::{self, NewUser};
+use crate::config::RegistrationMode;
+use crate::error::{Error, Result};
+use crate::server::App;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(whoami))
+        .route("/register", post(register))
+        .route("/register/confirm/{login}/{token}", get(confirm))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    login: String,
+    password: String,
+    email: String,
+}
+
+async fn register(
+    State(app): State<App>,
+    FormOrJson(form): FormOrJson<RegisterForm>,
+) -> Result<Json<Value>> {
+    if accounts::registration_mode(&app.store, app.config.registration)? == RegistrationMode::Closed
+    {
+        return Err(Error::forbidden(
+            "registration is closed on this appliance; ask an administrator for an account",
+        ));
+    }
+    accounts::validate_new_account(&form.login, Some(&form.email), &form.password)?;
+    // Cheap pre-check, so that a duplicate does not cost an argon2 hash; the write re-checks.
+    if accounts::find_user_by_login(&app.store, &form.login)?.is_some() {
+        return Err(Error::conflict(format!(
+            "login {:?} is already taken",
+            form.login
+        )));
+    }
+    let token = accounts::random_token();
+    let confirm_token = token.clone();
+    app.blocking(move |app| {
+        let password_hash = accounts::hash_password(&form.password)?;
+        accounts::create_user(
+            &app.store,
+            NewUser {
+                login: form.login,
+                email: Some(form.email),
+                password_hash,
+                confirmed: false,
+                confirm_token: Some(confirm_token),
+                admin: false,
+            },
+            app.now(),
+        )
+    })
+    .await?;
+    Ok(Json(json!({ "status": "success", "token": token })))
+}
+
+async fn confirm(
+    State(app): State<App>,
+    Path((login, token)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    app.blocking(move |app| accounts::confirm(&app.store, &login, &token))
+        .await?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login: String,
+    password: String,
+}
+
+async fn login(
+    State(app): State<App>,
+    ClientAddr(addr): ClientAddr,
+    jar: CookieJar,
+    FormOrJson(form): FormOrJson<LoginForm>,
+) -> Result<(CookieJar, Json<Value>)> {
+    let now = app.now();
+    if let Some(retry_after) = app.limiter.blocked_for(addr, &form.login, now) {
+        return Err(Error::RateLimited { retry_after });
+    }
+    let login = form.login.clone();
+    let user = app
+        .blocking(move |app| {
+            let user = accounts::find_user_by_login(&app.store, &form.login)?;
+            Ok(match user {
+                Some(u) if accounts::verify_password(&form.password, &u.password_hash) => Some(u),
+                Some(_) => None,
+                None => {
+                    accounts::burn_verification(&form.password);
+                    None
+                }
+            })
+        })
+        .await?;
+    let Some(user) = user else {
+        app.limiter.record_failure(addr, &login, now);
+        return Err(Error::unauthorized("invalid login or password"));
+    };
+    app.limiter.record_success(&login);
+    if !user.confirmed {
+        return Err(Error::forbidden(
+            "this account is not confirmed yet: open the confirmation link \
+             (/register/confirm/<login>/<token>) first",
+        ));
+    }
+    if user.disabled {
+        return Err(Error::forbidden("this account is disabled"));
+    }
+    let session = app
+        .blocking(move |app| {
+            accounts::create_session(&app.store, user.id, &app.sessions, app.now())
+        })
+        .await?;
+    let max_age = (session.session.expires - now).num_seconds().max(0);
+    let cookie = Cookie::build((SESSION_COOKIE, session.token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .build();
+    Ok((jar.add(cookie), Json(json!({ "login": "success" }))))
+}
+
+async fn logout(State(app): State<App>, jar: CookieJar) -> Result<(CookieJar, Json<Value>)> {
+    if let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) {
+        app.blocking(move |app| accounts::delete_session(&app.store, &token))
+            .await?;
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
+    Ok((jar, Json(json!({ "logout": "success" }))))
+}
+
+/// The authenticated probe: 200 with who you are, 401 otherwise.
+async fn whoami(Auth(principal): Auth) -> Json<Value> {
+    Json(json!({ "status": "ok", "login": principal.name, "id": principal.id }))
+}

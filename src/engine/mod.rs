@@ -1,0 +1,141 @@
+//! The connection to the local Docker engine (bollard).
+//!
+//! The server starts whether or not the engine answers: the client is made and the API version
+//! negotiated (Debian's Docker 20.10 speaks API 1.41, older than bollard's default) on first use,
+//! and again after a failure. Calls that need the engine get [`Error::EngineUnavailable`] (503)
+//! while it is down, and `/readyz` reports it.
+
+mod base_image;
+
+pub use base_image::{BASE_IMAGE, busybox_rootfs_tar, find_static_busybox};
+
+use crate::error::{Error, Result};
+use bollard::Docker;
+use serde::Serialize;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How long a connection attempt or a ping may take before the engine counts as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// bollard's per-request timeout, in seconds: generous, builds and pulls stream for long.
+const REQUEST_TIMEOUT_SECS: u64 = 3600;
+
+pub struct Engine {
+    host: String,
+    client: Mutex<Option<Docker>>,
+}
+
+/// What `/readyz` and `/v1/engine` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineInfo {
+    pub version: String,
+    pub api_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+impl Engine {
+    pub fn new(host: &str) -> Engine {
+        Engine {
+            host: host.to_owned(),
+            client: Mutex::new(None),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn connect_raw(&self) -> Result<Docker> {
+        let version = bollard::API_DEFAULT_VERSION;
+        let result = if self.host.starts_with("unix://") {
+            Docker::connect_with_unix(&self.host, REQUEST_TIMEOUT_SECS, version)
+        } else {
+            Docker::connect_with_http(&self.host, REQUEST_TIMEOUT_SECS, version)
+        };
+        result.map_err(|e| Error::EngineUnavailable(format!("{} ({e})", self.host)))
+    }
+
+    /// A client speaking the engine's API version. Cheap once connected.
+    pub async fn client(&self) -> Result<Docker> {
+        let mut slot = self.client.lock().await;
+        if let Some(docker) = slot.as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = self.connect_raw()?;
+        let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(|_| Error::EngineUnavailable(format!("{} did not answer in time", self.host)))?
+            .map_err(|e| Error::EngineUnavailable(format!("{}: {e}", self.host)))?;
+        *slot = Some(docker.clone());
+        Ok(docker)
+    }
+
+    /// Forgets the client so that the next call reconnects and renegotiates (after the engine
+    /// was restarted, possibly as another version).
+    pub async fn reset(&self) {
+        *self.client.lock().await = None;
+    }
+
+    /// Asks the engine who it is; the readiness probe.
+    pub async fn info(&self) -> Result<EngineInfo> {
+        let docker = self.client().await?;
+        let version = match tokio::time::timeout(CONNECT_TIMEOUT, docker.version()).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.reset().await;
+                return Err(Error::EngineUnavailable(format!("{}: {e}", self.host)));
+            }
+            Err(_) => {
+                self.reset().await;
+                return Err(Error::EngineUnavailable(format!(
+                    "{} did not answer in time",
+                    self.host
+                )));
+            }
+        };
+        Ok(EngineInfo {
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+            os: version.os.unwrap_or_default(),
+            arch: version.arch.unwrap_or_default(),
+        })
+    }
+
+    /// Makes sure `tag` names a runnable image with a busybox userland, importing one from the
+    /// machine's static busybox (Debian's `busybox-static`) when it is missing. No image can be
+    /// pulled here; this is the base the examples and tests build on.
+    pub async fn ensure_base_image(&self, tag: &str) -> Result<()> {
+        use bollard::query_parameters::CreateImageOptionsBuilder;
+        use futures_util::StreamExt;
+
+        let docker = self.client().await?;
+        if docker.inspect_image(tag).await.is_ok() {
+            return Ok(());
+        }
+        let busybox = find_static_busybox().ok_or_else(|| {
+            Error::internal(
+                "no statically linked busybox found (install Debian's busybox-static package)",
+            )
+        })?;
+        let tar = tokio::task::spawn_blocking(move || busybox_rootfs_tar(&busybox))
+            .await
+            .map_err(Error::internal)??;
+        let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(version)
+            .changes(vec![
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                "CMD [\"sh\"]".into(),
+            ])
+            .build();
+        let mut progress =
+            docker.create_image(Some(options), Some(bollard::body_full(tar.into())), None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| Error::internal(format!("importing {tag}: {e}")))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! The one error type of the server's domain code.
+//!
+//! Handlers return `Result<_, Error>`. Turning an `Error` into a response happens in two steps:
+//! [`Error::into_response`] picks the status and attaches an [`ErrorInfo`] to an empty response,
+//! then the face that served the request renders the body in its own dialect (see
+//! `api::faces`): `{"error": "..."}` for the kabuto face, `{"error": {"code", "message"}}` for
+//! /v1, the distribution spec's `{"errors": [...]}` for the registry.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed or invalid input (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No credentials, or invalid ones (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed on an object the caller can see (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown, or invisible to the caller (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request body is over a configured limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Too many attempts; retry after the given number of seconds (429).
+    #[error("too many failed attempts, retry in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// The Docker engine cannot be reached (503).
+    #[error("the Docker engine is unavailable: {0}")]
+    EngineUnavailable(String),
+    /// The embedded database failed (500).
+    #[error("storage error: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Anything else that is the appliance's fault (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn bad_request(msg: impl Into<String>) -> Error {
+        Error::BadRequest(msg.into())
+    }
+    pub fn not_found(msg: impl Into<String>) -> Error {
+        Error::NotFound(msg.into())
+    }
+    pub fn conflict(msg: impl Into<String>) -> Error {
+        Error::Conflict(msg.into())
+    }
+    pub fn unauthorized(msg: impl Into<String>) -> Error {
+        Error::Unauthorized(msg.into())
+    }
+    pub fn forbidden(msg: impl Into<String>) -> Error {
+        Error::Forbidden(msg.into())
+    }
+    pub fn internal(msg: impl std::fmt::Display) -> Error {
+        Error::Internal(msg.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable, machine-readable code (the `code` of /v1 errors).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::TooLarge(_) => "too_large",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::EngineUnavailable(_) => "engine_unavailable",
+            Error::Store(_) | Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// What a face needs to render an error body; travels in the response's extensions.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = status.into_response();
+        if let Error::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        let message = match &self {
+            // Do not leak storage internals to clients; the log has the details.
+            Error::Store(_) | Error::Internal(_) => {
+                "internal error (see the server log)".to_owned()
+            }
+            other => other.to_string(),
+        };
+        response.extensions_mut().insert(ErrorInfo {
+            code: self.code(),
+            message,
+        });
+        response
+    }
+}

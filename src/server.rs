@@ -1,0 +1,146 @@
+//! The server's shared state and its life cycle: open the store, serve every face on one listener
+//! (plus the admin socket), shut down gracefully.
+
+use crate::accounts::{LoginLimiter, SessionPolicy};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::store::{self, Store, StoreError};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Everything a request handler may need; passed as axum `State`, cheap to clone.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    pub store: Store,
+    pub engine: Engine,
+    pub clock: Arc<dyn Clock>,
+    pub limiter: LoginLimiter,
+    pub sessions: SessionPolicy,
+}
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Opens the data directory. Fails at once if another server holds it.
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
+        let store = store::open(&config.data_dir)?;
+        Ok(App(Arc::new(AppInner {
+            engine: Engine::new(&config.docker.host),
+            limiter: LoginLimiter::new(&config.login_limit),
+            sessions: SessionPolicy::from_config(&config.sessions),
+            store,
+            clock,
+            config,
+        })))
+    }
+
+    pub fn now(&self) -> crate::clock::Timestamp {
+        self.clock.now()
+    }
+
+    /// Runs blocking work (password hashing, durable commits) off the async worker threads.
+    pub async fn blocking<T, F>(&self, f: F) -> crate::Result<T>
+    where
+        F: FnOnce(&App) -> crate::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || f(&app))
+            .await
+            .map_err(|e| crate::Error::internal(format!("background task failed: {e}")))?
+    }
+}
+
+/// Serves every face on `listener` and the admin socket in the data directory until `shutdown`
+/// completes, then finishes in-flight requests and returns. Tests call this with a listener on
+/// `127.0.0.1:0` and a temporary data directory.
+pub async fn launch_with_listener(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait_for_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let admin = crate::admin::AdminSocket::bind(app.clone())?;
+    let admin_task = tokio::spawn(admin.serve(wait_for_stop(stop_rx.clone())));
+
+    let router = crate::api::router(app);
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait_for_stop(stop_rx))
+    .await;
+    let _ = admin_task.await;
+    result
+}
+
+/// `dtaas serve`: bind, tell systemd we are ready, serve until SIGTERM or SIGINT.
+pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), String> {
+    let app = App::open(config, clock).map_err(|e| e.to_string())?;
+    let addr = app.config.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(
+        listen = %addr,
+        data_dir = %app.config.data_dir.display(),
+        docker = %app.config.docker.host,
+        "dtaas {} serving on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let engine_app = app.clone();
+    tokio::spawn(async move {
+        match engine_app.engine.info().await {
+            Ok(info) => tracing::info!(
+                version = %info.version,
+                api = %info.api_version,
+                "Docker engine connected"
+            ),
+            Err(e) => tracing::warn!("{e}; /readyz will report not ready until it answers"),
+        }
+    });
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    launch_with_listener(app, listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,162 @@
+//! The embedded database: one redb file in the data directory.
+//!
+//! Each domain module declares its own tables (`TableDefinition`s next to the code that uses them)
+//! and reads and writes them inside the transactions handed out here. Values are JSON, so that a
+//! record can gain optional fields without a migration; keys are ids (`u128`) or short strings.
+//! [`open`] creates every table and records the schema version, so readers never meet a missing
+//! table.
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The version of the table layout this build writes. Bumped with a migration when a table's key
+/// or value type changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+pub const DB_FILE: &str = "dtaas.redb";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the data directory {dir} is in use by another dtaas process (its database is locked); \
+         stop that server first, or use `dtaas admin ...`, which talks to a running server"
+    )]
+    Locked { dir: PathBuf },
+    #[error(
+        "the database in {dir} has schema version {found}, newer than this dtaas understands \
+         ({SCHEMA_VERSION}); upgrade dtaas"
+    )]
+    NewerSchema { dir: PathBuf, found: u64 },
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("corrupt record: {0}")]
+    Codec(String),
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+        impl From<$t> for crate::Error {
+            fn from(e: $t) -> Self { crate::Error::Store(StoreError::Db(e.to_string())) }
+        }
+    )*};
+}
+redb_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A handle on the open database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+/// Opens (creating if needed) the database in `data_dir` with every table of every domain.
+pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        dir: data_dir.to_owned(),
+        source,
+    })?;
+    let path = data_dir.join(DB_FILE);
+    let db = match Database::create(&path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(StoreError::Locked {
+                dir: data_dir.to_owned(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let store = Store {
+        db: Arc::new(db),
+        dir: data_dir.to_owned(),
+    };
+    let txn = store.write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    dir: data_dir.to_owned(),
+                    found: v,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    crate::authz::init_tables(&txn)?;
+    crate::accounts::init_tables(&txn)?;
+    txn.commit()?;
+    Ok(store)
+}
+
+impl Store {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// A durable write transaction: committed means on disk.
+    pub fn write(&self) -> Result<WriteTransaction, StoreError> {
+        Ok(self.db.begin_write()?)
+    }
+
+    /// A write whose loss in a crash is harmless (e.g. a session's last-seen time): it becomes
+    /// durable with the next durable commit.
+    pub fn write_lazy(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        Ok(txn)
+    }
+
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
+    }
+}
+
+/// Encodes a record.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+/// Decodes a record.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))
+}

@@ -1,0 +1,447 @@
+//! Registering, confirming, logging in and out, sessions and API keys (issue 2, seed 003).
+
+use crate::harness::*;
+use serde_json::json;
+
+/// The seed's curl flow, with the real curl and a cookie jar file.
+#[tokio::test]
+async fn seed_curl_flow_with_a_cookie_jar() {
+    let server = TestServer::start().await;
+    let jar = tempfile::tempdir().unwrap();
+    let cookies = jar.path().join("cookies.txt");
+    let cookies = cookies.to_str().unwrap();
+    let login = unique("me");
+    let curl = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}"])
+            .args(&args)
+            .output()
+            .await
+            .expect("curl is installed");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.parse::<u16>().unwrap(), body.to_owned())
+    };
+    let s = |x: &str| x.to_owned();
+
+    let (code, body) = curl(vec![
+        server.url("/register"),
+        s("-X"),
+        s("POST"),
+        s("-d"),
+        format!("login={login}&password=SecreT&email={login}@example.org"),
+    ])
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "success");
+    let token = v["token"].as_str().unwrap().to_owned();
+
+    let (code, body) = curl(vec![server.url(&format!("/register/confirm/{login}/{token}"))]).await;
+    assert_eq!(code, 200, "{body}");
+
+    let (code, body) = curl(vec![
+        server.url("/login"),
+        s("-X"),
+        s("POST"),
+        s("-d"),
+        format!("login={login}&password=SecreT"),
+        s("-c"),
+        s(cookies),
+    ])
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), json!({"login": "success"}));
+    let jar_text = std::fs::read_to_string(cookies).unwrap();
+    assert!(jar_text.contains("dtaas_session"), "cookie jar: {jar_text}");
+    assert!(jar_text.contains("#HttpOnly_"), "the session cookie is HttpOnly: {jar_text}");
+
+    let (code, body) = curl(vec![server.url("/"), s("-b"), s(cookies)]).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&login));
+
+    let (code, _) = curl(vec![
+        server.url("/logout"),
+        s("-X"),
+        s("POST"),
+        s("-b"),
+        s(cookies),
+        s("-c"),
+        s(cookies),
+    ])
+    .await;
+    assert_eq!(code, 200);
+    let (code, body) = curl(vec![server.url("/"), s("-b"), s(cookies)]).await;
+    assert_eq!(code, 401, "logged out: {body}");
+}
+
+#[tokio::test]
+async fn the_probe_needs_a_login_and_json_works_too() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let r = c.get(server.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(kabuto_error(&json_of(r).await).contains("not logged in"));
+
+    // JSON bodies work like forms.
+    let login = unique("js");
+    let r = c
+        .post(server.url("/register"))
+        .json(&json!({"login": login, "password": PASSWORD, "email": format!("{login}@example.org")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = json_of(r).await["token"].as_str().unwrap().to_owned();
+    c.get(server.url(&format!("/register/confirm/{login}/{token}")))
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .post(server.url("/login"))
+        .json(&json!({"login": login, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "no Secure flag over plain HTTP: {set_cookie}");
+    let r = c.get(server.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json_of(r).await["login"], login.as_str());
+}
+
+#[tokio::test]
+async fn unconfirmed_and_wrong_password_are_refused() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let login = unique("u");
+    let r = c
+        .post(server.url("/register"))
+        .form(&[("login", login.as_str()), ("password", PASSWORD), ("email", "u@example.org")])
+        .send()
+        .await
+        .unwrap();
+    let token = json_of(r).await["token"].as_str().unwrap().to_owned();
+
+    let login_with = |password: &'static str| {
+        c.post(server.url("/login"))
+            .form(&[("login", login.as_str()), ("password", password)])
+            .send()
+    };
+    let r = login_with(PASSWORD).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(kabuto_error(&json_of(r).await).contains("not confirmed"));
+
+    // A wrong token does not confirm, and says nothing about whether the login exists.
+    let r = c
+        .get(server.url(&format!("/register/confirm/{login}/wrongtoken")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .get(server.url(&format!("/register/confirm/nobody/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    c.get(server.url(&format!("/register/confirm/{login}/{token}")))
+        .send()
+        .await
+        .unwrap();
+
+    let r = login_with("wrong-password").await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(kabuto_error(&json_of(r).await), "invalid login or password");
+    let r = c
+        .post(server.url("/login"))
+        .form(&[("login", "nobody-at-all"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "unknown login looks like a wrong password");
+    let r = login_with(PASSWORD).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_input_is_400_never_500() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        ("/register", "application/x-www-form-urlencoded", "login=a&password=SecreT", "email"),
+        ("/register", "application/x-www-form-urlencoded", "login=a&email=a@b.c", "password"),
+        ("/login", "application/x-www-form-urlencoded", "login=a", "password"),
+        ("/login", "application/x-www-form-urlencoded", "", "login"),
+        ("/login", "application/json", "{\"login\": ", "JSON"),
+        ("/login", "application/json", "[1,2]", "JSON"),
+        ("/register", "application/json", "{\"login\": 5, \"password\": \"x\", \"email\": \"y\"}", "JSON"),
+        ("/register", "multipart/form-data; boundary=zzz", "--zzz\r\nbroken", "multipart"),
+        ("/register", "application/x-www-form-urlencoded", "login=bad%20name&password=SecreT&email=a@b.c", "login"),
+        ("/register", "application/x-www-form-urlencoded", "login=ok&password=SecreT&email=nope", "email"),
+        ("/register", "application/x-www-form-urlencoded", "login=ok&password=123&email=a@b.c", "password"),
+    ];
+    for (path, content_type, body, mentions) in cases {
+        let r = c
+            .post(server.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path} {body:?}");
+        let v = json_of(r).await;
+        let msg = kabuto_error(&v);
+        assert!(msg.contains(mentions), "{path} {body:?}: {msg}");
+    }
+    // /v1 bodies too, in the /v1 dialect.
+    let (c, _) = server.user("bad").await;
+    let r = c
+        .post(server.url("/v1/api-keys"))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(v1_error(&json_of(r).await).0, "bad_request");
+    let r = c
+        .post(server.url("/v1/api-keys"))
+        .json(&json!({"name": "k", "surprise": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "unknown fields are named");
+    assert!(v1_error(&json_of(r).await).1.contains("surprise"));
+}
+
+#[tokio::test]
+async fn duplicates_are_409() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let login = unique("dup");
+    let register = |login: String, email: String| {
+        c.post(server.url("/register"))
+            .form(&[("login", login), ("password", PASSWORD.into()), ("email", email)])
+            .send()
+    };
+    assert_eq!(register(login.clone(), format!("{login}@example.org")).await.unwrap().status(), 200);
+    let r = register(login.to_uppercase(), "other@example.org".into()).await.unwrap();
+    assert_eq!(r.status(), 409, "logins are unique regardless of case");
+    assert!(kabuto_error(&json_of(r).await).contains("taken"));
+    let r = register(unique("other"), format!("{}@EXAMPLE.org", login)).await.unwrap();
+    assert_eq!(r.status(), 409, "emails are unique regardless of case");
+    assert!(kabuto_error(&json_of(r).await).contains("email"));
+}
+
+#[tokio::test]
+async fn failed_logins_are_rate_limited() {
+    let server = TestServer::start().await;
+    let (_, login) = server.user("rl").await;
+    let c = server.client();
+    let attempt = |password: &'static str| {
+        c.post(server.url("/login"))
+            .form(&[("login", login.as_str()), ("password", password)])
+            .send()
+    };
+    for _ in 0..server.config.login_limit.per_login {
+        assert_eq!(attempt("wrong-one").await.unwrap().status(), 401);
+    }
+    let r = attempt(PASSWORD).await.unwrap();
+    assert_eq!(r.status(), 429, "even the right password waits");
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= server.config.login_limit.window_secs);
+    assert!(kabuto_error(&json_of(r).await).contains("retry"));
+
+    // When the window has passed, the right password works again.
+    server
+        .clock
+        .advance(chrono::Duration::seconds(retry as i64 + 1));
+    assert_eq!(attempt(PASSWORD).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_and_expire() {
+    let server = TestServer::start().await;
+    let (c, login) = server.user("rs").await;
+    let stopped = server.stop().await;
+    let server = stopped.restart().await;
+    let r = c.get(server.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the session lives in the database");
+    assert_eq!(json_of(r).await["login"], login.as_str());
+
+    // Idle timeout.
+    let idle = server.config.sessions.idle_timeout_secs as i64;
+    server.clock.advance(chrono::Duration::seconds(idle - 10));
+    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200, "still within idle");
+    server.clock.advance(chrono::Duration::seconds(idle - 10));
+    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200, "use keeps it alive");
+    server.clock.advance(chrono::Duration::seconds(idle + 1));
+    let r = c.get(server.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "idle too long");
+    assert!(kabuto_error(&json_of(r).await).contains("log in again"));
+}
+
+#[tokio::test]
+async fn sessions_end_at_their_absolute_lifetime() {
+    let server = TestServer::start_with(|c| {
+        c.sessions.idle_timeout_secs = 3600;
+        c.sessions.lifetime_secs = 3 * 3600;
+    })
+    .await;
+    let (c, _) = server.user("abs").await;
+    for _ in 0..5 {
+        server.clock.advance(chrono::Duration::minutes(35));
+        assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200);
+    }
+    server.clock.advance(chrono::Duration::minutes(20));
+    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 401, "3 h are over");
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_listed_and_revoked() {
+    let server = TestServer::start().await;
+    let (c, login) = server.user("key").await;
+    let r = c
+        .post(server.url("/v1/api-keys"))
+        .json(&json!({"name": "ci"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created = json_of(r).await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("dtaas_"));
+    assert_eq!(id.len(), 32);
+
+    let anon = reqwest::Client::new();
+    let r = anon
+        .get(server.url("/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json_of(r).await["login"], login.as_str());
+    // The kabuto face accepts the key too.
+    let r = anon.get(server.url("/")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let list = json_of(c.get(server.url("/v1/api-keys")).send().await.unwrap()).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert!(list[0].get("key").is_none(), "the secret is shown once only");
+    assert!(!list.to_string().contains(&key));
+
+    // Another user can neither see nor revoke it.
+    let (other, _) = server.user("other").await;
+    let r = other
+        .delete(server.url(&format!("/v1/api-keys/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(v1_error(&json_of(r).await).0, "not_found");
+    assert_eq!(
+        json_of(other.get(server.url("/v1/api-keys")).send().await.unwrap()).await,
+        json!([])
+    );
+
+    let r = c
+        .delete(server.url(&format!("/v1/api-keys/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = anon
+        .get(server.url("/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "revoked");
+    assert_eq!(v1_error(&json_of(r).await).0, "unauthorized");
+    let r = anon
+        .get(server.url("/v1/me"))
+        .bearer_auth("dtaas_made-up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = anon
+        .get(server.url("/v1/me"))
+        .header("authorization", "Digest abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn api_keys_expire() {
+    let server = TestServer::start().await;
+    let (c, _) = server.user("exp").await;
+    let created = json_of(
+        c.post(server.url("/v1/api-keys"))
+            .json(&json!({"name": "short", "expires_in_days": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap();
+    let anon = reqwest::Client::new();
+    assert_eq!(anon.get(server.url("/v1/me")).bearer_auth(key).send().await.unwrap().status(), 200);
+    server.clock.advance(chrono::Duration::hours(25));
+    let r = anon.get(server.url("/v1/me")).bearer_auth(key).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(v1_error(&json_of(r).await).1.contains("expired"));
+}
+
+#[tokio::test]
+async fn passwords_are_stored_as_argon2id_phc_strings() {
+    let server = TestServer::start().await;
+    let (_, login) = server.user("phc").await;
+    let stopped = server.stop().await;
+    let store = dtaas::store::open(stopped.path()).unwrap();
+    let user = dtaas::accounts::find_user_by_login(&store, &login)
+        .unwrap()
+        .unwrap();
+    assert!(
+        user.password_hash.starts_with("$argon2id$v=19$m="),
+        "{}",
+        user.password_hash
+    );
+    assert!(!user.password_hash.contains(PASSWORD));
+    assert!(dtaas::accounts::verify_password(PASSWORD, &user.password_hash));
+}
+
+#[tokio::test]
+async fn closed_registration_refuses_newcomers() {
+    let server = TestServer::start_with(|c| c.registration = dtaas::config::RegistrationMode::Closed).await;
+    let r = server
+        .client()
+        .post(server.url("/register"))
+        .form(&[("login", "newbie"), ("password", PASSWORD), ("email", "n@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(kabuto_error(&json_of(r).await).contains("closed"));
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_in_each_dialect() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let r = c.get(server.url("/no/such/thing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    kabuto_error(&json_of(r).await);
+    let r = c.get(server.url("/v1/no-such-thing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(v1_error(&json_of(r).await).0, "not_found");
+}

@@ -1,0 +1,131 @@
+//! `dtaas admin` against a running server (its unix socket) and a stopped one (its database),
+//! with the real binary.
+
+use crate::harness::*;
+use serde_json::json;
+
+async fn admin(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut full = vec!["admin", "--data-dir", dir.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let out = dtaas_cli(&full, stdin).await;
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn login(server: &TestServer, login: &str, password: &str) -> (u16, reqwest::Client) {
+    let c = server.client();
+    let r = c
+        .post(server.url("/login"))
+        .form(&[("login", login), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), c)
+}
+
+#[tokio::test]
+async fn bootstrap_an_admin_on_a_running_server() {
+    let server = TestServer::start().await;
+    let dir = server.data_dir();
+    let boss = unique("boss");
+    let (ok, out, err) = admin(&dir, &["create-user", &boss, "--admin", "--password-stdin"], Some("hunter2hunter2\n")).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("created admin {boss}")), "{out}");
+    assert!(!err.contains("directly"), "went through the socket: {err}");
+
+    let (status, c) = login(&server, &boss, "hunter2hunter2").await;
+    assert_eq!(status, 200, "admin-created accounts are confirmed");
+    let me = json_of(c.get(server.url("/v1/me")).send().await.unwrap()).await;
+    assert_eq!(me["admin"], true);
+
+    // A generated password is printed once and works.
+    let helper = unique("helper");
+    let (ok, out, _) = admin(&dir, &["create-user", &helper], None).await;
+    assert!(ok);
+    let password = out.trim().rsplit("password: ").next().unwrap().to_owned();
+    assert_eq!(login(&server, &helper, &password).await.0, 200);
+
+    // Duplicates are refused with the reason.
+    let (ok, _, err) = admin(&dir, &["create-user", &boss], None).await;
+    assert!(!ok);
+    assert!(err.contains("taken"), "{err}");
+
+    // Disable ends sessions and refuses logins; enable restores.
+    let (ok, _, _) = admin(&dir, &["disable-user", &boss], None).await;
+    assert!(ok);
+    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 401);
+    assert_eq!(login(&server, &boss, "hunter2hunter2").await.0, 403);
+    let (ok, _, _) = admin(&dir, &["enable-user", &boss], None).await;
+    assert!(ok);
+    assert_eq!(login(&server, &boss, "hunter2hunter2").await.0, 200);
+
+    // Reset password.
+    let (ok, _, _) = admin(&dir, &["reset-password", &boss, "--password-stdin"], Some("another-pass\n")).await;
+    assert!(ok);
+    assert_eq!(login(&server, &boss, "hunter2hunter2").await.0, 401);
+    assert_eq!(login(&server, &boss, "another-pass").await.0, 200);
+
+    // Registration mode, live.
+    let (ok, out, _) = admin(&dir, &["set-registration", "closed"], None).await;
+    assert!(ok, "{out}");
+    let r = server
+        .client()
+        .post(server.url("/register"))
+        .form(&[("login", "late"), ("password", PASSWORD), ("email", "late@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (ok, out, _) = admin(&dir, &["list-users"], None).await;
+    assert!(ok);
+    assert!(out.contains("registration: closed"), "{out}");
+    assert!(out.contains(&boss) && out.contains("admin"), "{out}");
+
+    // Unknown users are named.
+    let (ok, _, err) = admin(&dir, &["disable-user", "ghost"], None).await;
+    assert!(!ok);
+    assert!(err.contains("ghost"), "{err}");
+}
+
+#[tokio::test]
+async fn bootstrap_an_admin_on_a_stopped_server() {
+    let server = TestServer::start().await;
+    let stopped = server.stop().await;
+    let dir = stopped.path().to_path_buf();
+    assert!(!dir.join("admin.sock").exists(), "the socket goes with the server");
+    let boss = unique("boss");
+    let (ok, out, err) = admin(&dir, &["create-user", &boss, "--admin", "--password-stdin"], Some("hunter2hunter2\n")).await;
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("directly"), "no server: the database itself: {err}");
+
+    let server = stopped.restart().await;
+    let (status, c) = login(&server, &boss, "hunter2hunter2").await;
+    assert_eq!(status, 200);
+    assert_eq!(json_of(c.get(server.url("/v1/me")).send().await.unwrap()).await["admin"], json!(true));
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_directory_fails_at_once() {
+    let server = TestServer::start().await;
+    let err = dtaas::server::App::open(
+        server.config.clone(),
+        std::sync::Arc::new(dtaas::clock::SystemClock),
+    )
+    .err()
+    .expect("the data directory is locked");
+    assert!(err.to_string().contains("in use by another dtaas process"), "{err}");
+
+    // And the real binary says so and exits non-zero.
+    let dir = server.data_dir();
+    let out = dtaas_cli(
+        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        None,
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another dtaas process"), "{err}");
+}

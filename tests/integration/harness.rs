@@ -1,0 +1,253 @@
+//! The shared test harness: a real server per test, clients, and the local base image.
+
+#![allow(dead_code)]
+
+use dtaas::clock::{Clock, ManualClock};
+use dtaas::config::Config;
+use dtaas::server::{App, launch_with_listener};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A server running in this process, on its own data directory.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub config: Config,
+    dir: Arc<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// A name unique to this test run, for logins, image names and labels.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The configuration tests run with: loopback, a temporary data directory, quiet logs.
+pub fn test_config(dir: &Path) -> Config {
+    let mut c = Config {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    c.log.level = "warn".into();
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after letting the test adjust its configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        Self::launch(dir, config, ManualClock::new()).await
+    }
+
+    async fn launch(dir: Arc<TempDir>, config: Config, clock: Arc<ManualClock>) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        let app = App::open(config.clone(), clock.clone() as Arc<dyn Clock>)
+            .expect("open the data directory");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(launch_with_listener(app, listener, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            clock,
+            config,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Shuts down gracefully and waits until the data directory is free again.
+    pub async fn stop(mut self) -> StoppedServer {
+        self.shutdown().await;
+        StoppedServer {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+
+    /// A fresh client with its own cookie jar (a browser, or curl with -c/-b).
+    pub fn client(&self) -> reqwest::Client {
+        client()
+    }
+
+    /// Registers, confirms and logs in a new user; returns the logged-in client and the login.
+    pub async fn user(&self, prefix: &str) -> (reqwest::Client, String) {
+        let login = unique(prefix);
+        let client = self.client();
+        self.register_confirm(&client, &login).await;
+        let r = client
+            .post(self.url("/login"))
+            .form(&[("login", login.as_str()), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 200, "login of {login}");
+        (client, login)
+    }
+
+    pub async fn register_confirm(&self, client: &reqwest::Client, login: &str) {
+        let r = client
+            .post(self.url("/register"))
+            .form(&[
+                ("login", login),
+                ("password", PASSWORD),
+                ("email", &format!("{login}@example.org")),
+            ])
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(r.status(), 200, "register {login}");
+        let token = json_of(r).await["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        let r = client
+            .get(self.url(&format!("/register/confirm/{login}/{token}")))
+            .send()
+            .await
+            .expect("confirm");
+        assert_eq!(r.status(), 200, "confirm {login}");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// What is left of a stopped server: its data directory, to start again or inspect.
+pub struct StoppedServer {
+    pub dir: Arc<TempDir>,
+    pub config: Config,
+    pub clock: Arc<ManualClock>,
+}
+
+impl StoppedServer {
+    pub async fn restart(self) -> TestServer {
+        TestServer::launch(self.dir, self.config, self.clock).await
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub const PASSWORD: &str = "SecreT-123";
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .no_proxy()
+        .build()
+        .expect("http client")
+}
+
+pub async fn json_of(r: reqwest::Response) -> Value {
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({status}): {e}: {text:?}"))
+}
+
+/// The kabuto face's error body.
+pub fn kabuto_error(v: &Value) -> &str {
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no kabuto error in {v}"))
+}
+
+/// The /v1 face's error body.
+pub fn v1_error(v: &Value) -> (&str, &str) {
+    (
+        v["error"]["code"].as_str().unwrap_or_else(|| panic!("no code in {v}")),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {v}")),
+    )
+}
+
+pub fn empty() -> Value {
+    json!({})
+}
+
+/// Runs the real `dtaas` binary.
+pub async fn dtaas_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dtaas"));
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("DTAAS_CONFIG");
+    let mut child = cmd.spawn().expect("spawn dtaas");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().await.expect("dtaas output")
+}
+
+/// The engine the tests use (DOCKER_HOST or the local socket).
+pub fn engine() -> dtaas::engine::Engine {
+    dtaas::engine::Engine::new(&dtaas::config::DockerConfig::default().host)
+}
+
+/// Imports the busybox base image once per run (no image can be pulled here).
+pub async fn base_image() -> &'static str {
+    static READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            engine()
+                .ensure_base_image(dtaas::engine::BASE_IMAGE)
+                .await
+                .expect("the busybox base image (is busybox-static installed and Docker running?)");
+        })
+        .await;
+    dtaas::engine::BASE_IMAGE
+}

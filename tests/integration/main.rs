@@ -1,0 +1,10 @@
+//! The one integration-test binary. Every test starts the real server in-process on
+//! 127.0.0.1:0 with its own temporary data directory (see `harness`), talks real HTTP to it, and
+//! uses the real Docker engine where the feature needs one.
+
+mod harness;
+
+mod accounts;
+mod admin;
+mod config;
+mod engine;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, and every test against the real Docker engine.
+#
+# Makes sure what the tests need is present: installs Debian's packages when run as root and they
+# are missing, starts dockerd when it is not running, waits for it. Fails loudly when it cannot.
+# CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+die() { printf '\033[1;31mtests/run.sh: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# Debian packages the tests use: the engine, a static busybox for the base image (no image can be
+# pulled), curl for the seed's curl flows, and the tools of the build and registry tests.
+PACKAGES=(docker.io busybox-static curl)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    die "missing packages: ${missing[*]}. Install them (sudo apt-get install ${missing[*]}) or run this as root."
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+fi
+
+# The engine: DOCKER_HOST if it names a unix socket, else the local one.
+socket=/var/run/docker.sock
+if [[ ${DOCKER_HOST:-} == unix://* ]]; then socket=${DOCKER_HOST#unix://}; fi
+engine_up() { curl -fsS --max-time 2 --unix-socket "$socket" http://localhost/_ping >/dev/null 2>&1; }
+
+if ! engine_up; then
+  [[ $(id -u) -eq 0 ]] || die "the Docker engine at $socket does not answer; start it (sudo systemctl start docker) or run this as root"
+  log=${TMPDIR:-/tmp}/dtaas-tests-dockerd.log
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    say "starting docker with systemctl"
+    systemctl start docker || true
+  fi
+  if ! engine_up; then
+    say "starting dockerd (log: $log)"
+    nohup dockerd >"$log" 2>&1 &
+  fi
+  for _ in $(seq 1 60); do engine_up && break; sleep 1; done
+  engine_up || { tail -n 30 "$log" >&2 2>/dev/null || true; die "dockerd did not come up within 60 s"; }
+fi
+say "Docker engine answers at $socket"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check || die "code is not formatted: run cargo fmt"
+say "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings || die "clippy found problems"
+say "cargo test"
+cargo test --locked "$@"
