@@ -37,7 +37,10 @@ async fn seed_curl_flow_with_a_cookie_jar() {
     assert_eq!(v["status"], "success");
     let token = v["token"].as_str().unwrap().to_owned();
 
-    let (code, body) = curl(vec![server.url(&format!("/register/confirm/{login}/{token}"))]).await;
+    let (code, body) = curl(vec![
+        server.url(&format!("/register/confirm/{login}/{token}")),
+    ])
+    .await;
     assert_eq!(code, 200, "{body}");
 
     let (code, body) = curl(vec![
@@ -51,10 +54,16 @@ async fn seed_curl_flow_with_a_cookie_jar() {
     ])
     .await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), json!({"login": "success"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"login": "success"})
+    );
     let jar_text = std::fs::read_to_string(cookies).unwrap();
     assert!(jar_text.contains("dtaas_session"), "cookie jar: {jar_text}");
-    assert!(jar_text.contains("#HttpOnly_"), "the session cookie is HttpOnly: {jar_text}");
+    assert!(
+        jar_text.contains("#HttpOnly_"),
+        "the session cookie is HttpOnly: {jar_text}"
+    );
 
     let (code, body) = curl(vec![server.url("/"), s("-b"), s(cookies)]).await;
     assert_eq!(code, 200, "{body}");
@@ -87,7 +96,9 @@ async fn the_probe_needs_a_login_and_json_works_too() {
     let login = unique("js");
     let r = c
         .post(server.url("/register"))
-        .json(&json!({"login": login, "password": PASSWORD, "email": format!("{login}@example.org")}))
+        .json(
+            &json!({"login": login, "password": PASSWORD, "email": format!("{login}@example.org")}),
+        )
         .send()
         .await
         .unwrap();
@@ -107,7 +118,10 @@ async fn the_probe_needs_a_login_and_json_works_too() {
     let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
-    assert!(!set_cookie.contains("Secure"), "no Secure flag over plain HTTP: {set_cookie}");
+    assert!(
+        !set_cookie.contains("Secure"),
+        "no Secure flag over plain HTTP: {set_cookie}"
+    );
     let r = c.get(server.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(json_of(r).await["login"], login.as_str());
@@ -120,7 +134,11 @@ async fn unconfirmed_and_wrong_password_are_refused() {
     let login = unique("u");
     let r = c
         .post(server.url("/register"))
-        .form(&[("login", login.as_str()), ("password", PASSWORD), ("email", "u@example.org")])
+        .form(&[
+            ("login", login.as_str()),
+            ("password", PASSWORD),
+            ("email", "u@example.org"),
+        ])
         .send()
         .await
         .unwrap();
@@ -172,17 +190,57 @@ async fn bad_input_is_400_never_500() {
     let server = TestServer::start().await;
     let c = server.client();
     let cases: Vec<(&str, &str, &str, &str)> = vec![
-        ("/register", "application/x-www-form-urlencoded", "login=a&password=SecreT", "email"),
-        ("/register", "application/x-www-form-urlencoded", "login=a&email=a@b.c", "password"),
-        ("/login", "application/x-www-form-urlencoded", "login=a", "password"),
+        (
+            "/register",
+            "application/x-www-form-urlencoded",
+            "login=a&password=SecreT",
+            "email",
+        ),
+        (
+            "/register",
+            "application/x-www-form-urlencoded",
+            "login=a&email=a@b.c",
+            "password",
+        ),
+        (
+            "/login",
+            "application/x-www-form-urlencoded",
+            "login=a",
+            "password",
+        ),
         ("/login", "application/x-www-form-urlencoded", "", "login"),
         ("/login", "application/json", "{\"login\": ", "JSON"),
         ("/login", "application/json", "[1,2]", "JSON"),
-        ("/register", "application/json", "{\"login\": 5, \"password\": \"x\", \"email\": \"y\"}", "JSON"),
-        ("/register", "multipart/form-data; boundary=zzz", "--zzz\r\nbroken", "multipart"),
-        ("/register", "application/x-www-form-urlencoded", "login=bad%20name&password=SecreT&email=a@b.c", "login"),
-        ("/register", "application/x-www-form-urlencoded", "login=ok&password=SecreT&email=nope", "email"),
-        ("/register", "application/x-www-form-urlencoded", "login=ok&password=123&email=a@b.c", "password"),
+        (
+            "/register",
+            "application/json",
+            "{\"login\": 5, \"password\": \"x\", \"email\": \"y\"}",
+            "JSON",
+        ),
+        (
+            "/register",
+            "multipart/form-data; boundary=zzz",
+            "--zzz\r\nbroken",
+            "multipart",
+        ),
+        (
+            "/register",
+            "application/x-www-form-urlencoded",
+            "login=bad%20name&password=SecreT&email=a@b.c",
+            "login",
+        ),
+        (
+            "/register",
+            "application/x-www-form-urlencoded",
+            "login=ok&password=SecreT&email=nope",
+            "email",
+        ),
+        (
+            "/register",
+            "application/x-www-form-urlencoded",
+            "login=ok&password=123&email=a@b.c",
+            "password",
+        ),
     ];
     for (path, content_type, body, mentions) in cases {
         let r = c
@@ -225,14 +283,28 @@ async fn duplicates_are_409() {
     let login = unique("dup");
     let register = |login: String, email: String| {
         c.post(server.url("/register"))
-            .form(&[("login", login), ("password", PASSWORD.into()), ("email", email)])
+            .form(&[
+                ("login", login),
+                ("password", PASSWORD.into()),
+                ("email", email),
+            ])
             .send()
     };
-    assert_eq!(register(login.clone(), format!("{login}@example.org")).await.unwrap().status(), 200);
-    let r = register(login.to_uppercase(), "other@example.org".into()).await.unwrap();
+    assert_eq!(
+        register(login.clone(), format!("{login}@example.org"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = register(login.to_uppercase(), "other@example.org".into())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409, "logins are unique regardless of case");
     assert!(kabuto_error(&json_of(r).await).contains("taken"));
-    let r = register(unique("other"), format!("{}@EXAMPLE.org", login)).await.unwrap();
+    let r = register(unique("other"), format!("{}@EXAMPLE.org", login))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 409, "emails are unique regardless of case");
     assert!(kabuto_error(&json_of(r).await).contains("email"));
 }
@@ -252,7 +324,11 @@ async fn failed_logins_are_rate_limited() {
     }
     let r = attempt(PASSWORD).await.unwrap();
     assert_eq!(r.status(), 429, "even the right password waits");
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry > 0 && retry <= server.config.login_limit.window_secs);
     assert!(kabuto_error(&json_of(r).await).contains("retry"));
 
@@ -276,9 +352,17 @@ async fn sessions_survive_a_restart_and_expire() {
     // Idle timeout.
     let idle = server.config.sessions.idle_timeout_secs as i64;
     server.clock.advance(chrono::Duration::seconds(idle - 10));
-    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200, "still within idle");
+    assert_eq!(
+        c.get(server.url("/")).send().await.unwrap().status(),
+        200,
+        "still within idle"
+    );
     server.clock.advance(chrono::Duration::seconds(idle - 10));
-    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200, "use keeps it alive");
+    assert_eq!(
+        c.get(server.url("/")).send().await.unwrap().status(),
+        200,
+        "use keeps it alive"
+    );
     server.clock.advance(chrono::Duration::seconds(idle + 1));
     let r = c.get(server.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 401, "idle too long");
@@ -298,7 +382,11 @@ async fn sessions_end_at_their_absolute_lifetime() {
         assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200);
     }
     server.clock.advance(chrono::Duration::minutes(20));
-    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 401, "3 h are over");
+    assert_eq!(
+        c.get(server.url("/")).send().await.unwrap().status(),
+        401,
+        "3 h are over"
+    );
 }
 
 #[tokio::test]
@@ -328,13 +416,21 @@ async fn api_keys_are_shown_once_listed_and_revoked() {
     assert_eq!(r.status(), 200);
     assert_eq!(json_of(r).await["login"], login.as_str());
     // The kabuto face accepts the key too.
-    let r = anon.get(server.url("/")).bearer_auth(&key).send().await.unwrap();
+    let r = anon
+        .get(server.url("/"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     let list = json_of(c.get(server.url("/v1/api-keys")).send().await.unwrap()).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], id.as_str());
-    assert!(list[0].get("key").is_none(), "the secret is shown once only");
+    assert!(
+        list[0].get("key").is_none(),
+        "the secret is shown once only"
+    );
     assert!(!list.to_string().contains(&key));
 
     // Another user can neither see nor revoke it.
@@ -395,9 +491,22 @@ async fn api_keys_expire() {
     .await;
     let key = created["key"].as_str().unwrap();
     let anon = reqwest::Client::new();
-    assert_eq!(anon.get(server.url("/v1/me")).bearer_auth(key).send().await.unwrap().status(), 200);
+    assert_eq!(
+        anon.get(server.url("/v1/me"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.clock.advance(chrono::Duration::hours(25));
-    let r = anon.get(server.url("/v1/me")).bearer_auth(key).send().await.unwrap();
+    let r = anon
+        .get(server.url("/v1/me"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(v1_error(&json_of(r).await).1.contains("expired"));
 }
@@ -417,16 +526,24 @@ async fn passwords_are_stored_as_argon2id_phc_strings() {
         user.password_hash
     );
     assert!(!user.password_hash.contains(PASSWORD));
-    assert!(dtaas::accounts::verify_password(PASSWORD, &user.password_hash));
+    assert!(dtaas::accounts::verify_password(
+        PASSWORD,
+        &user.password_hash
+    ));
 }
 
 #[tokio::test]
 async fn closed_registration_refuses_newcomers() {
-    let server = TestServer::start_with(|c| c.registration = dtaas::config::RegistrationMode::Closed).await;
+    let server =
+        TestServer::start_with(|c| c.registration = dtaas::config::RegistrationMode::Closed).await;
     let r = server
         .client()
         .post(server.url("/register"))
-        .form(&[("login", "newbie"), ("password", PASSWORD), ("email", "n@example.org")])
+        .form(&[
+            ("login", "newbie"),
+            ("password", PASSWORD),
+            ("email", "n@example.org"),
+        ])
         .send()
         .await
         .unwrap();

@@ -4,7 +4,11 @@
 use crate::harness::*;
 use serde_json::json;
 
-async fn admin(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+async fn admin(
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let mut full = vec!["admin", "--data-dir", dir.to_str().unwrap()];
     full.extend_from_slice(args);
     let out = dtaas_cli(&full, stdin).await;
@@ -31,7 +35,12 @@ async fn bootstrap_an_admin_on_a_running_server() {
     let server = TestServer::start().await;
     let dir = server.data_dir();
     let boss = unique("boss");
-    let (ok, out, err) = admin(&dir, &["create-user", &boss, "--admin", "--password-stdin"], Some("hunter2hunter2\n")).await;
+    let (ok, out, err) = admin(
+        &dir,
+        &["create-user", &boss, "--admin", "--password-stdin"],
+        Some("hunter2hunter2\n"),
+    )
+    .await;
     assert!(ok, "{out}{err}");
     assert!(out.contains(&format!("created admin {boss}")), "{out}");
     assert!(!err.contains("directly"), "went through the socket: {err}");
@@ -63,7 +72,12 @@ async fn bootstrap_an_admin_on_a_running_server() {
     assert_eq!(login(&server, &boss, "hunter2hunter2").await.0, 200);
 
     // Reset password.
-    let (ok, _, _) = admin(&dir, &["reset-password", &boss, "--password-stdin"], Some("another-pass\n")).await;
+    let (ok, _, _) = admin(
+        &dir,
+        &["reset-password", &boss, "--password-stdin"],
+        Some("another-pass\n"),
+    )
+    .await;
     assert!(ok);
     assert_eq!(login(&server, &boss, "hunter2hunter2").await.0, 401);
     assert_eq!(login(&server, &boss, "another-pass").await.0, 200);
@@ -74,7 +88,11 @@ async fn bootstrap_an_admin_on_a_running_server() {
     let r = server
         .client()
         .post(server.url("/register"))
-        .form(&[("login", "late"), ("password", PASSWORD), ("email", "late@example.org")])
+        .form(&[
+            ("login", "late"),
+            ("password", PASSWORD),
+            ("email", "late@example.org"),
+        ])
         .send()
         .await
         .unwrap();
@@ -95,16 +113,30 @@ async fn bootstrap_an_admin_on_a_stopped_server() {
     let server = TestServer::start().await;
     let stopped = server.stop().await;
     let dir = stopped.path().to_path_buf();
-    assert!(!dir.join("admin.sock").exists(), "the socket goes with the server");
+    assert!(
+        !dir.join("admin.sock").exists(),
+        "the socket goes with the server"
+    );
     let boss = unique("boss");
-    let (ok, out, err) = admin(&dir, &["create-user", &boss, "--admin", "--password-stdin"], Some("hunter2hunter2\n")).await;
+    let (ok, out, err) = admin(
+        &dir,
+        &["create-user", &boss, "--admin", "--password-stdin"],
+        Some("hunter2hunter2\n"),
+    )
+    .await;
     assert!(ok, "{out}{err}");
-    assert!(err.contains("directly"), "no server: the database itself: {err}");
+    assert!(
+        err.contains("directly"),
+        "no server: the database itself: {err}"
+    );
 
     let server = stopped.restart().await;
     let (status, c) = login(&server, &boss, "hunter2hunter2").await;
     assert_eq!(status, 200);
-    assert_eq!(json_of(c.get(server.url("/v1/me")).send().await.unwrap()).await["admin"], json!(true));
+    assert_eq!(
+        json_of(c.get(server.url("/v1/me")).send().await.unwrap()).await["admin"],
+        json!(true)
+    );
 }
 
 #[tokio::test]
@@ -116,12 +148,21 @@ async fn a_second_server_on_the_same_data_directory_fails_at_once() {
     )
     .err()
     .expect("the data directory is locked");
-    assert!(err.to_string().contains("in use by another dtaas process"), "{err}");
+    assert!(
+        err.to_string().contains("in use by another dtaas process"),
+        "{err}"
+    );
 
     // And the real binary says so and exits non-zero.
     let dir = server.data_dir();
     let out = dtaas_cli(
-        &["serve", "--data-dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         None,
     )
     .await;

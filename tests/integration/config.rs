@@ -4,7 +4,10 @@ use dtaas::config::Config;
 use std::path::PathBuf;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -18,7 +21,10 @@ fn layers_apply_in_order() {
     .unwrap();
     let c = Config::load(
         Some(&file),
-        env(&[("DTAAS_DATA_DIR", "/from/env"), ("DTAAS_LOGIN_LIMIT_PER_LOGIN", "9")]),
+        env(&[
+            ("DTAAS_DATA_DIR", "/from/env"),
+            ("DTAAS_LOGIN_LIMIT_PER_LOGIN", "9"),
+        ]),
         vec![("log.level", toml::Value::String("warn".into()))],
     )
     .unwrap();
@@ -41,11 +47,15 @@ fn unknown_keys_are_errors_that_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dtaas.toml");
     std::fs::write(&file, "[log]\nlevle = \"debug\"\n").unwrap();
-    let err = Config::load(Some(&file), env(&[]), vec![]).unwrap_err().to_string();
+    let err = Config::load(Some(&file), env(&[]), vec![])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("levle") && err.contains("dtaas.toml"), "{err}");
 
     std::fs::write(&file, "colour = \"blue\"\n").unwrap();
-    let err = Config::load(Some(&file), env(&[]), vec![]).unwrap_err().to_string();
+    let err = Config::load(Some(&file), env(&[]), vec![])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("colour"), "{err}");
 
     let err = Config::load(None, env(&[("DTAAS_LISTEN_PORT", "1")]), vec![])
@@ -61,7 +71,10 @@ fn unknown_keys_are_errors_that_name_the_key() {
     let err = Config::load(None, env(&[("DTAAS_REGISTRATION", "sometimes")]), vec![])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("registration") || err.contains("sometimes"), "{err}");
+    assert!(
+        err.contains("registration") || err.contains("sometimes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,7 +85,10 @@ fn non_loopback_plain_http_is_refused_unless_allowed() {
     assert!(err.contains("refusing"), "{err}");
     let c = Config::load(
         None,
-        env(&[("DTAAS_LISTEN", "0.0.0.0:5000"), ("DTAAS_ALLOW_INSECURE_HTTP", "true")]),
+        env(&[
+            ("DTAAS_LISTEN", "0.0.0.0:5000"),
+            ("DTAAS_ALLOW_INSECURE_HTTP", "true"),
+        ]),
         vec![],
     )
     .unwrap();
@@ -81,7 +97,12 @@ fn non_loopback_plain_http_is_refused_unless_allowed() {
 
 #[test]
 fn client_variables_do_not_disturb_the_server() {
-    let c = Config::load(None, env(&[("DTAAS_PROFILE", "x"), ("DTAAS_URL", "http://h")]), vec![]).unwrap();
+    let c = Config::load(
+        None,
+        env(&[("DTAAS_PROFILE", "x"), ("DTAAS_URL", "http://h")]),
+        vec![],
+    )
+    .unwrap();
     assert_eq!(c, Config::load(None, env(&[]), vec![]).unwrap());
 }
 
@@ -92,12 +113,26 @@ async fn the_binary_reports_config_errors_and_prints_the_effective_config() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
 
     let out = crate::harness::dtaas_cli(
-        &["serve", "--print-config", "--data-dir", "/srv/x", "--registration", "closed"],
+        &[
+            "serve",
+            "--print-config",
+            "--data-dir",
+            "/srv/x",
+            "--registration",
+            "closed",
+        ],
         None,
     )
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: Config = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
     assert_eq!(printed.data_dir, PathBuf::from("/srv/x"));
-    assert_eq!(printed.registration, dtaas::config::RegistrationMode::Closed);
+    assert_eq!(
+        printed.registration,
+        dtaas::config::RegistrationMode::Closed
+    );
 }

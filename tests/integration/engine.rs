@@ -9,12 +9,22 @@ use futures_util::StreamExt;
 #[tokio::test]
 async fn ready_when_the_engine_answers() {
     let server = TestServer::start().await;
-    let r = server.client().get(server.url("/readyz")).send().await.unwrap();
+    let r = server
+        .client()
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     let status = r.status();
     let v = json_of(r).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "ready");
-    assert!(v["engine"]["api_version"].as_str().unwrap().starts_with("1."));
+    assert!(
+        v["engine"]["api_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.")
+    );
 
     let (c, _) = server.user("eng").await;
     let info = json_of(c.get(server.url("/v1/engine")).send().await.unwrap()).await;
@@ -28,7 +38,10 @@ async fn up_but_not_ready_without_an_engine() {
     // A socket file nobody listens on, and one that does not exist at all.
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     drop(_listener);
-    for host in [format!("unix://{}", socket.display()), "unix:///nonexistent/docker.sock".into()] {
+    for host in [
+        format!("unix://{}", socket.display()),
+        "unix:///nonexistent/docker.sock".into(),
+    ] {
         let server = TestServer::start_with(|c| c.docker.host = host.clone()).await;
         let c = server.client();
         let r = c.get(server.url("/healthz")).send().await.unwrap();
@@ -47,7 +60,10 @@ async fn up_but_not_ready_without_an_engine() {
         let v = json_of(r).await;
         let (code, message) = v1_error(&v);
         assert_eq!(code, "engine_unavailable");
-        assert!(message.contains("Docker engine is unavailable"), "{message}");
+        assert!(
+            message.contains("Docker engine is unavailable"),
+            "{message}"
+        );
     }
 }
 
@@ -59,16 +75,32 @@ async fn the_base_image_runs_a_shell() {
     let name = unique("dtaas-test-base-");
     let config = bollard::models::ContainerCreateBody {
         image: Some(image.to_owned()),
-        cmd: Some(vec!["sh".into(), "-c".into(), "echo hello from $(uname -s)".into()]),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo hello from $(uname -s)".into(),
+        ]),
         labels: Some([("dtaas.test".to_owned(), "1".to_owned())].into()),
         ..Default::default()
     };
     docker
-        .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), config)
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            config,
+        )
         .await
         .unwrap();
-    docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>).await.unwrap();
-    let mut wait = docker.wait_container(&name, None::<bollard::query_parameters::WaitContainerOptions>);
+    docker
+        .start_container(
+            &name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let mut wait = docker.wait_container(
+        &name,
+        None::<bollard::query_parameters::WaitContainerOptions>,
+    );
     while let Some(w) = wait.next().await {
         assert_eq!(w.unwrap().status_code, 0);
     }
@@ -78,7 +110,10 @@ async fn the_base_image_runs_a_shell() {
         text.push_str(&chunk.unwrap().to_string());
     }
     docker
-        .remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
         .await
         .unwrap();
     assert_eq!(text.trim(), "hello from Linux");

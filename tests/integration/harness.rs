@@ -104,7 +104,9 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server ran cleanly");
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
         }
     }
 
@@ -204,7 +206,9 @@ pub fn kabuto_error(v: &Value) -> &str {
 /// The /v1 face's error body.
 pub fn v1_error(v: &Value) -> (&str, &str) {
     (
-        v["error"]["code"].as_str().unwrap_or_else(|| panic!("no code in {v}")),
+        v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no code in {v}")),
         v["error"]["message"]
             .as_str()
             .unwrap_or_else(|| panic!("no message in {v}")),
