@@ -27,6 +27,79 @@ pub struct Config {
     pub docker: DockerConfig,
     pub sessions: SessionConfig,
     pub login_limit: LoginLimitConfig,
+    pub jobs: JobsConfig,
+    pub images: ImagesConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Pipelines running side by side (each runs its jobs one after another).
+    pub max_parallel: u32,
+    /// CPU limit of a job's container, in cores.
+    pub cpus: f64,
+    /// Memory limit of a job's container, in MiB.
+    pub memory_mb: u64,
+    /// Process limit of a job's container.
+    pub pids: i64,
+    /// Log lines kept per job run; past this a marker line says the rest was dropped.
+    pub max_log_lines: u64,
+    /// Docker network of job containers: `bridge` (default) or `none`.
+    pub network: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Image builds running at once.
+    pub max_parallel_builds: u32,
+    /// Allow `repo_url` to name a repository on the server's own file system (a path or
+    /// `file://`). Off by default: it would let users build from any repository the server
+    /// can read.
+    pub allow_local_repos: bool,
+    /// How long cloning a repository may take.
+    pub clone_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body with attachments or a build context, in MiB (413 beyond).
+    pub max_upload_mb: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            max_parallel: std::thread::available_parallelism()
+                .map(|n| u32::try_from(n.get()).unwrap_or(1))
+                .unwrap_or(1),
+            cpus: 1.0,
+            memory_mb: 1024,
+            pids: 1024,
+            max_log_lines: 1_000_000,
+            network: "bridge".into(),
+        }
+    }
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            max_parallel_builds: 2,
+            allow_local_repos: false,
+            clone_timeout_secs: 600,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_upload_mb: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -113,6 +186,9 @@ impl Default for Config {
             docker: DockerConfig::default(),
             sessions: SessionConfig::default(),
             login_limit: LoginLimitConfig::default(),
+            jobs: JobsConfig::default(),
+            images: ImagesConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }

@@ -14,6 +14,8 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod images;
+pub mod jobs;
 pub mod server;
 pub mod store;
 

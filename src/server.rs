@@ -5,12 +5,18 @@ use crate::accounts::{LoginLimiter, SessionPolicy};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::id::Id;
+use crate::jobs::Runner;
 use crate::store::{self, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Everything a request handler may need; passed as axum `State`, cheap to clone.
 #[derive(Clone)]
@@ -23,6 +29,16 @@ pub struct AppInner {
     pub clock: Arc<dyn Clock>,
     pub limiter: LoginLimiter,
     pub sessions: SessionPolicy,
+    /// The data directory, absolute (bind mounts need it so).
+    pub data_dir: PathBuf,
+    /// Labels this installation's containers (several servers may share one engine).
+    pub installation: Id,
+    pub runner: Runner,
+    pub build_slots: Semaphore,
+    /// Background work (builds, pipeline runs); waited for at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
 }
 
 impl Deref for App {
@@ -36,10 +52,27 @@ impl App {
     /// Opens the data directory. Fails at once if another server holds it.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
         let store = store::open(&config.data_dir)?;
+        let data_dir =
+            std::fs::canonicalize(&config.data_dir).map_err(|source| StoreError::DataDir {
+                dir: config.data_dir.clone(),
+                source,
+            })?;
+        for sub in ["tmp", "images", "jobs"] {
+            std::fs::create_dir_all(data_dir.join(sub)).map_err(|source| StoreError::DataDir {
+                dir: data_dir.join(sub),
+                source,
+            })?;
+        }
         Ok(App(Arc::new(AppInner {
             engine: Engine::new(&config.docker.host),
             limiter: LoginLimiter::new(&config.login_limit),
             sessions: SessionPolicy::from_config(&config.sessions),
+            installation: store.installation_id()?,
+            runner: Runner::new(config.jobs.max_parallel),
+            build_slots: Semaphore::new(config.images.max_parallel_builds as usize),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            data_dir,
             store,
             clock,
             config,
@@ -83,7 +116,21 @@ pub async fn launch_with_listener(
     let admin = crate::admin::AdminSocket::bind(app.clone())?;
     let admin_task = tokio::spawn(admin.serve(wait_for_stop(stop_rx.clone())));
 
-    let router = crate::api::router(app);
+    // Background work: the base image, interrupted builds, the job runner.
+    let base_app = app.clone();
+    app.tasks.spawn(async move {
+        let shutdown = base_app.shutdown.clone();
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = base_app.engine.provide_base_image() => {}
+        }
+    });
+    if let Err(e) = crate::images::resume_pending_builds(&app) {
+        tracing::error!("cannot resume interrupted builds: {e}");
+    }
+    crate::jobs::runner::start(&app);
+
+    let router = crate::api::router(app.clone());
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -91,6 +138,10 @@ pub async fn launch_with_listener(
     .with_graceful_shutdown(wait_for_stop(stop_rx))
     .await;
     let _ = admin_task.await;
+    // Containers keep running; the next start re-attaches to them.
+    app.shutdown.cancel();
+    app.tasks.close();
+    app.tasks.wait().await;
     result
 }
 

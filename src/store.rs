@@ -106,6 +106,10 @@ pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         match found {
             None => {
                 meta.insert("schema_version", SCHEMA_VERSION)?;
+                // Identifies this installation's containers among others on the same engine.
+                let id = crate::id::Id::new().0;
+                meta.insert("installation_hi", (id >> 64) as u64)?;
+                meta.insert("installation_lo", id as u64)?;
             }
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema {
@@ -118,6 +122,8 @@ pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
     }
     crate::authz::init_tables(&txn)?;
     crate::accounts::init_tables(&txn)?;
+    crate::images::init_tables(&txn)?;
+    crate::jobs::init_tables(&txn)?;
     txn.commit()?;
     Ok(store)
 }
@@ -142,6 +148,16 @@ impl Store {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         Ok(txn)
+    }
+
+    /// A random id fixed when the database was created: labels on containers tell this
+    /// installation's from those of another server sharing the engine.
+    pub fn installation_id(&self) -> Result<crate::id::Id, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let hi = meta.get("installation_hi")?.map(|v| v.value()).unwrap_or(0);
+        let lo = meta.get("installation_lo")?.map(|v| v.value()).unwrap_or(0);
+        Ok(crate::id::Id((u128::from(hi) << 64) | u128::from(lo)))
     }
 
     pub fn schema_version(&self) -> Result<u64, StoreError> {

@@ -14,7 +14,11 @@ pub mod body;
 pub mod faces;
 pub mod health;
 pub mod kabuto;
+pub mod kabuto_jobs;
+pub mod upload;
 pub mod v1;
+pub mod v1_jobs;
+pub mod views;
 
 use crate::server::App;
 use axum::Router;
@@ -24,8 +28,11 @@ use axum::response::Response;
 use std::time::Instant;
 
 pub fn router(app: App) -> Router {
+    let upload_limit = usize::try_from(app.config.limits.max_upload_mb.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX);
     Router::new()
         .merge(kabuto::routes())
+        .merge(kabuto_jobs::routes(upload_limit))
         .merge(health::routes())
         .nest(
             "/v1",

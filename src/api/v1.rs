@@ -21,6 +21,7 @@ pub fn routes() -> Router<App> {
         .route("/api-keys", get(list_keys).post(create_key))
         .route("/api-keys/{id}", delete(revoke_key))
         .route("/engine", get(engine))
+        .merge(super::v1_jobs::routes())
         .fallback(super::faces::not_found)
 }
 

@@ -10,8 +10,10 @@ mod base_image;
 pub use base_image::{BASE_IMAGE, busybox_rootfs_tar, find_static_busybox};
 
 use crate::error::{Error, Result};
+use crate::id::Id;
 use bollard::Docker;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -19,6 +21,22 @@ use tokio::sync::Mutex;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// bollard's per-request timeout, in seconds: generous, builds and pulls stream for long.
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
+
+/// The labels on everything the server creates in the engine: `dtaas.managed`, the
+/// installation, and what the caller adds (`dtaas.kind`, `dtaas.job`, ...).
+pub fn labels(installation: &Id, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.insert("dtaas.managed".into(), "true".into());
+    labels.insert("dtaas.installation".into(), installation.to_string());
+    labels
+}
+
+/// Tags the base image also answers to, so that Dockerfiles written for Docker Hub (kabuto's
+/// `FROM busybox`) build on a machine that cannot pull. Added only where nothing has the tag.
+pub const BASE_ALIASES: &[&str] = &["busybox:latest"];
 
 pub struct Engine {
     host: String,
@@ -102,6 +120,19 @@ impl Engine {
         })
     }
 
+    /// At start-up: make the base image and its aliases when the engine is there and a static
+    /// busybox is installed; log, and carry on, otherwise.
+    pub async fn provide_base_image(&self) {
+        if find_static_busybox().is_none() {
+            tracing::info!("no static busybox here: not providing the {BASE_IMAGE} base image");
+            return;
+        }
+        match self.ensure_base_image(BASE_IMAGE).await {
+            Ok(()) => tracing::debug!("base image {BASE_IMAGE} present"),
+            Err(e) => tracing::warn!("cannot provide the base image {BASE_IMAGE}: {e}"),
+        }
+    }
+
     /// Makes sure `tag` names a runnable image with a busybox userland, importing one from the
     /// machine's static busybox (Debian's `busybox-static`) when it is missing. No image can be
     /// pulled here; this is the base the examples and tests build on.
@@ -111,7 +142,7 @@ impl Engine {
 
         let docker = self.client().await?;
         if docker.inspect_image(tag).await.is_ok() {
-            return Ok(());
+            return self.add_aliases(&docker, tag).await;
         }
         let busybox = find_static_busybox().ok_or_else(|| {
             Error::internal(
@@ -135,6 +166,25 @@ impl Engine {
             docker.create_image(Some(options), Some(bollard::body_full(tar.into())), None);
         while let Some(step) = progress.next().await {
             step.map_err(|e| Error::internal(format!("importing {tag}: {e}")))?;
+        }
+        self.add_aliases(&docker, tag).await
+    }
+
+    async fn add_aliases(&self, docker: &Docker, tag: &str) -> Result<()> {
+        use bollard::query_parameters::TagImageOptionsBuilder;
+        for alias in BASE_ALIASES {
+            if docker.inspect_image(alias).await.is_ok() {
+                continue;
+            }
+            let (repo, version) = alias.rsplit_once(':').unwrap_or((alias, "latest"));
+            let options = TagImageOptionsBuilder::new()
+                .repo(repo)
+                .tag(version)
+                .build();
+            docker
+                .tag_image(tag, Some(options))
+                .await
+                .map_err(|e| Error::internal(format!("tagging {tag} as {alias}: {e}")))?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub use crate::kabuto_client::*;
 use dtaas::clock::{Clock, ManualClock};
 use dtaas::config::Config;
 use dtaas::server::{App, launch_with_listener};
@@ -20,9 +21,42 @@ pub struct TestServer {
     pub base: String,
     pub clock: Arc<ManualClock>,
     pub config: Config,
+    pub installation: String,
     dir: Arc<TempDir>,
+    cleanup: Arc<EngineCleanup>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Removes what a test installation left in the engine (its containers and images, all labelled
+/// with its installation id) when the last handle on its data directory goes.
+pub struct EngineCleanup(pub String);
+
+impl Drop for EngineCleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=dtaas.installation={}", self.0);
+        for (list, remove) in [
+            (
+                vec!["ps", "-aq", "--filter", &filter],
+                vec!["rm", "-f", "-v"],
+            ),
+            (vec!["images", "-q", "--filter", &filter], vec!["rmi", "-f"]),
+        ] {
+            let Ok(out) = std::process::Command::new("docker").args(&list).output() else {
+                continue;
+            };
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            if !ids.is_empty() {
+                let _ = std::process::Command::new("docker")
+                    .args(&remove)
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
 }
 
 /// A name unique to this test run, for logins, image names and labels.
@@ -56,16 +90,23 @@ impl TestServer {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let mut config = test_config(dir.path());
         adjust(&mut config);
-        Self::launch(dir, config, ManualClock::new()).await
+        Self::launch(dir, config, ManualClock::new(), None).await
     }
 
-    async fn launch(dir: Arc<TempDir>, config: Config, clock: Arc<ManualClock>) -> TestServer {
+    async fn launch(
+        dir: Arc<TempDir>,
+        config: Config,
+        clock: Arc<ManualClock>,
+        cleanup: Option<Arc<EngineCleanup>>,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let app = App::open(config.clone(), clock.clone() as Arc<dyn Clock>)
             .expect("open the data directory");
+        let installation = app.installation.to_string();
+        let cleanup = cleanup.unwrap_or_else(|| Arc::new(EngineCleanup(installation.clone())));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(launch_with_listener(app, listener, async move {
             let _ = stopped.await;
@@ -75,7 +116,9 @@ impl TestServer {
             base: format!("http://{addr}"),
             clock,
             config,
+            installation,
             dir,
+            cleanup,
             stop: Some(stop),
             task: Some(task),
         }
@@ -96,6 +139,7 @@ impl TestServer {
             dir: self.dir.clone(),
             config: self.config.clone(),
             clock: self.clock.clone(),
+            cleanup: self.cleanup.clone(),
         }
     }
 
@@ -117,22 +161,43 @@ impl TestServer {
 
     /// Registers, confirms and logs in a new user; returns the logged-in client and the login.
     pub async fn user(&self, prefix: &str) -> (reqwest::Client, String) {
-        let login = unique(prefix);
-        let client = self.client();
-        self.register_confirm(&client, &login).await;
-        let r = client
-            .post(self.url("/login"))
-            .form(&[("login", login.as_str()), ("password", PASSWORD)])
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(r.status(), 200, "login of {login}");
-        (client, login)
+        new_user(&self.base, prefix).await
     }
 
     pub async fn register_confirm(&self, client: &reqwest::Client, login: &str) {
+        register_confirm(&self.base, client, login).await
+    }
+
+    /// A kabuto session against this server.
+    pub async fn kabuto(&self, prefix: &str) -> Kabuto {
+        let (client, login) = self.user(prefix).await;
+        Kabuto {
+            c: client,
+            base: self.base.clone(),
+            login,
+        }
+    }
+}
+
+/// Registers, confirms and logs in a new user on the server at `base`.
+pub async fn new_user(base: &str, prefix: &str) -> (reqwest::Client, String) {
+    let login = unique(prefix);
+    let client = client();
+    register_confirm(base, &client, &login).await;
+    let r = client
+        .post(format!("{base}/login"))
+        .form(&[("login", login.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 200, "login of {login}");
+    (client, login)
+}
+
+pub async fn register_confirm(base: &str, client: &reqwest::Client, login: &str) {
+    {
         let r = client
-            .post(self.url("/register"))
+            .post(format!("{base}/register"))
             .form(&[
                 ("login", login),
                 ("password", PASSWORD),
@@ -147,7 +212,7 @@ impl TestServer {
             .expect("token")
             .to_owned();
         let r = client
-            .get(self.url(&format!("/register/confirm/{login}/{token}")))
+            .get(format!("{base}/register/confirm/{login}/{token}"))
             .send()
             .await
             .expect("confirm");
@@ -168,11 +233,12 @@ pub struct StoppedServer {
     pub dir: Arc<TempDir>,
     pub config: Config,
     pub clock: Arc<ManualClock>,
+    cleanup: Arc<EngineCleanup>,
 }
 
 impl StoppedServer {
     pub async fn restart(self) -> TestServer {
-        TestServer::launch(self.dir, self.config, self.clock).await
+        TestServer::launch(self.dir, self.config, self.clock, Some(self.cleanup)).await
     }
 
     pub fn path(&self) -> &Path {
@@ -254,4 +320,48 @@ pub async fn base_image() -> &'static str {
         })
         .await;
     dtaas::engine::BASE_IMAGE
+}
+
+/// The real `dtaas serve` in its own process (for SIGKILL), on a given data directory.
+pub struct ProcessServer {
+    child: tokio::process::Child,
+    pub base: String,
+}
+
+impl ProcessServer {
+    pub async fn spawn(dir: &Path, env: &[(&str, &str)]) -> ProcessServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dtaas"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir)
+            .env("DTAAS_LOG_LEVEL", "warn")
+            .env_remove("DTAAS_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn dtaas serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let c = client();
+        for _ in 0..200 {
+            if let Ok(r) = c.get(format!("{base}/healthz")).send().await
+                && r.status() == 200
+            {
+                return ProcessServer { child, base };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("dtaas serve did not come up on {base}");
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.expect("SIGKILL the server");
+    }
 }

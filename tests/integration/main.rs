@@ -3,8 +3,13 @@
 //! uses the real Docker engine where the feature needs one.
 
 mod harness;
+mod kabuto_client;
 
 mod accounts;
 mod admin;
+mod builds;
 mod config;
 mod engine;
+mod jobs;
+mod kabuto;
+mod recovery;

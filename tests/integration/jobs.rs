@@ -1,0 +1,432 @@
+//! Running pipelines on the real engine: order, the concurrency limit, usage, failure, kill,
+//! delete, the log cap, the live log stream, editing pipelines (issue 3).
+
+use crate::harness::*;
+use futures_util::StreamExt;
+use reqwest::multipart::Form;
+use serde_json::json;
+use std::time::Duration;
+
+/// `/proc/uptime` is the host's, so containers can compare times.
+const STAMP_START: &str = "cut -d' ' -f1 /proc/uptime > /outbox/start";
+const STAMP_END: &str = "cut -d' ' -f1 /proc/uptime > /outbox/end";
+
+fn stamp(results: &std::collections::BTreeMap<String, Vec<u8>>, name: &str) -> f64 {
+    text(&results[name]).parse().unwrap()
+}
+
+#[tokio::test]
+async fn jobs_of_a_pipeline_run_first_in_first_out() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("fifo").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("fifo").await;
+    let cmd = format!("sh -c \"{STAMP_START}; sleep 1; {STAMP_END}\"");
+    let jobs = [
+        k.job(&pipeline, &image, &cmd, &[]).await,
+        k.job(&pipeline, &image, &cmd, &[]).await,
+        k.job(&pipeline, &image, &cmd, &[]).await,
+    ];
+    k.submit(&pipeline).await;
+    let mut previous_end = 0.0;
+    for job in &jobs {
+        assert_eq!(k.wait_job(&pipeline, job).await["state"], "done");
+        let r = k.results(&pipeline, job).await;
+        let (start, end) = (stamp(&r, "start"), stamp(&r, "end"));
+        assert!(
+            start >= previous_end,
+            "job started at {start} before the previous ended at {previous_end}"
+        );
+        assert!(end > start);
+        previous_end = end;
+    }
+}
+
+#[tokio::test]
+async fn no_more_pipelines_run_at_once_than_the_limit() {
+    let limit = 2;
+    let server = TestServer::start_with(|c| c.jobs.max_parallel = limit).await;
+    let k = server.kabuto("par").await;
+    let image = k.busybox().await;
+    let cmd = format!("sh -c \"{STAMP_START}; sleep 2; {STAMP_END}\"");
+    let mut runs = Vec::new();
+    for i in 0..=limit {
+        let pipeline = k.pipeline(&format!("p{i}")).await;
+        let job = k.job(&pipeline, &image, &cmd, &[]).await;
+        runs.push((pipeline, job));
+    }
+    for (pipeline, _) in &runs {
+        k.submit(pipeline).await;
+    }
+    // Count this installation's running job containers while they run.
+    let docker = engine().client().await.unwrap();
+    let filters: std::collections::HashMap<String, Vec<String>> = [(
+        "label".to_owned(),
+        vec![
+            format!("dtaas.installation={}", server.installation),
+            "dtaas.kind=job".into(),
+        ],
+    )]
+    .into();
+    let mut most = 0;
+    for _ in 0..150 {
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let running = docker.list_containers(Some(options)).await.unwrap().len();
+        most = most.max(running);
+        let mut all_done = true;
+        for (p, j) in &runs {
+            all_done &= k.job_info(p, j).await["state"] == "done";
+        }
+        if all_done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(most <= limit as usize, "{most} job containers ran at once");
+    assert!(most >= 1);
+
+    let mut spans = Vec::new();
+    for (p, j) in &runs {
+        assert_eq!(k.wait_job(p, j).await["state"], "done");
+        let r = k.results(p, j).await;
+        spans.push((stamp(&r, "start"), stamp(&r, "end")));
+    }
+    // At no start time were more than `limit` jobs inside their span.
+    for (start, _) in &spans {
+        let overlapping = spans
+            .iter()
+            .filter(|(s, e)| s <= start && start < e)
+            .count();
+        assert!(overlapping <= limit as usize, "{spans:?}");
+    }
+    let first_end = spans.iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    let last_start = spans.iter().map(|s| s.0).fold(0.0, f64::max);
+    assert!(
+        last_start >= first_end - 0.05,
+        "the third waited for a free slot: {spans:?}"
+    );
+}
+
+#[tokio::test]
+async fn usage_is_measured() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("use").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("usage").await;
+    let cpu = k
+        .job(
+            &pipeline,
+            &image,
+            "sh -c 'i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo $i'",
+            &[],
+        )
+        .await;
+    let memory = k
+        .job(
+            &pipeline,
+            &image,
+            "sh -c 'x=$(head -c 60000000 /dev/zero | tr \"\\0\" a); sleep 1; echo ${#x}'",
+            &[],
+        )
+        .await;
+    let io = k
+        .job(
+            &pipeline,
+            &image,
+            "sh -c 'head -c 3000000 /dev/urandom > /outbox/random.bin'",
+            &[],
+        )
+        .await;
+    k.submit(&pipeline).await;
+    let cpu = k.wait_job(&pipeline, &cpu).await;
+    let memory = k.wait_job(&pipeline, &memory).await;
+    let io = k.wait_job(&pipeline, &io).await;
+    assert_eq!(cpu["state"], "done", "{cpu}");
+    assert_eq!(memory["state"], "done", "{memory}");
+    assert!(
+        cpu["used_cpu"].as_f64().unwrap() > 0.2,
+        "CPU seconds: {cpu}"
+    );
+    assert!(cpu["used_memory"].as_u64().unwrap() > 0, "{cpu}");
+    assert!(
+        memory["used_memory"].as_u64().unwrap() > 60_000_000,
+        "peak memory: {memory}"
+    );
+    assert!(
+        io["used_io"].as_u64().unwrap() >= 3_000_000,
+        "I/O bytes: {io}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_job_cancels_the_rest_and_resubmitting_runs_again() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("failrest").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    let ok = k.job(&pipeline, &image, "echo first", &[]).await;
+    let bad = k
+        .job(&pipeline, &image, "sh -c 'echo failing; exit 7'", &[])
+        .await;
+    let after = k.job(&pipeline, &image, "echo never", &[]).await;
+    k.submit(&pipeline).await;
+    assert_eq!(k.wait_job(&pipeline, &ok).await["state"], "done");
+    let v = k.wait_job(&pipeline, &bad).await;
+    assert_eq!(v["state"], "failed");
+    assert_eq!(v["response"], 7);
+    let v = k.wait_job(&pipeline, &after).await;
+    assert_eq!(v["state"], "cancelled", "{v}");
+    assert!(k.logs(&after).await.is_empty());
+    // A failed job's outbox is still there.
+    assert!(k.results(&pipeline, &bad).await.is_empty());
+    let r =
+        k.c.get(k.url(&format!("/pipeline/{pipeline}/job/{after}?result")))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 409, "no results for a cancelled job");
+
+    // Fix the failing job and run the pipeline again: everything runs, logs start afresh.
+    let form = Form::new().text("command", "echo fixed");
+    let (status, v) = k
+        .send_form(
+            reqwest::Method::PUT,
+            &format!("/pipeline/{pipeline}/job/{bad}"),
+            form,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, _) = k.submit(&pipeline).await;
+    assert_eq!(status, 200);
+    let (status, v) = k.submit(&pipeline).await;
+    assert_eq!(status, 409, "already queued or running: {v}");
+    for job in [&ok, &bad, &after] {
+        assert_eq!(k.wait_job(&pipeline, job).await["state"], "done");
+    }
+    assert_eq!(k.logs(&bad).await, vec!["fixed"]);
+    assert_eq!(k.logs(&ok).await, vec!["first"]);
+}
+
+#[tokio::test]
+async fn kill_stops_a_running_job_and_delete_kills_first() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("kill").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    let long = k
+        .job(&pipeline, &image, "sh -c 'echo started; sleep 300'", &[])
+        .await;
+    let next = k.job(&pipeline, &image, "echo next", &[]).await;
+    k.submit(&pipeline).await;
+    k.wait_state(&pipeline, &long, "running").await;
+    let r =
+        k.c.get(k.url(&format!("/pipeline/{pipeline}/job/{long}?result")))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 409, "no zip while it runs");
+    assert!(kabuto_error(&json_of(r).await).contains("running"));
+
+    let r =
+        k.c.post(k.url(&format!("/pipeline/{pipeline}/job/{long}/kill")))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json_of(r).await, json!({ long.clone(): "cancelled" }));
+    let v = k.wait_job(&pipeline, &long).await;
+    assert_eq!(v["state"], "cancelled");
+    assert!(v["error"].as_str().unwrap().contains("killed"), "{v}");
+    assert_eq!(k.wait_job(&pipeline, &next).await["state"], "cancelled");
+    let docker = engine().client().await.unwrap();
+    assert!(
+        docker
+            .inspect_container(&format!("dtaas-job-{long}"), None)
+            .await
+            .is_err()
+    );
+
+    // Deleting a running job kills it first.
+    let pipeline = k.pipeline("p2").await;
+    let long = k.job(&pipeline, &image, "sleep 300", &[]).await;
+    k.submit(&pipeline).await;
+    k.wait_state(&pipeline, &long, "running").await;
+    let r =
+        k.c.delete(k.url(&format!("/pipeline/{pipeline}/job/{long}")))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        k.get(&format!("/pipeline/{pipeline}/job/{long}")).await.0,
+        404
+    );
+    assert!(
+        docker
+            .inspect_container(&format!("dtaas-job-{long}"), None)
+            .await
+            .is_err()
+    );
+    let (_, p) = k.get(&format!("/pipeline/{pipeline}")).await;
+    assert_eq!(p[&pipeline]["jobs"], json!([]));
+
+    // And deleting a running pipeline does too.
+    let pipeline = k.pipeline("p3").await;
+    let long = k.job(&pipeline, &image, "sleep 300", &[]).await;
+    k.submit(&pipeline).await;
+    k.wait_state(&pipeline, &long, "running").await;
+    let r =
+        k.c.delete(k.url(&format!("/pipeline/{pipeline}")))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(k.get(&format!("/pipeline/{pipeline}")).await.0, 404);
+    assert!(
+        docker
+            .inspect_container(&format!("dtaas-job-{long}"), None)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_log_cap_keeps_a_marker_line() {
+    let server = TestServer::start_with(|c| c.jobs.max_log_lines = 5).await;
+    let k = server.kabuto("cap").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    let job = k.job(&pipeline, &image, "seq 1 50", &[]).await;
+    k.submit(&pipeline).await;
+    assert_eq!(k.wait_job(&pipeline, &job).await["state"], "done");
+    let logs = k.logs(&job).await;
+    assert_eq!(logs.len(), 6, "{logs:?}");
+    assert_eq!(&logs[..5], &["1", "2", "3", "4", "5"]);
+    assert!(logs[5].contains("limit of 5 lines"), "{logs:?}");
+}
+
+#[tokio::test]
+async fn logs_stream_live_and_the_stream_ends_with_the_job() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("sse").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    let job = k
+        .job(
+            &pipeline,
+            &image,
+            "sh -c 'for i in 1 2 3 4; do echo tick $i; sleep 0.5; done'",
+            &[],
+        )
+        .await;
+    k.submit(&pipeline).await;
+    k.wait_state(&pipeline, &job, "running").await;
+    let r =
+        k.c.get(k.url(&format!("/v1/jobs/{job}/logs?follow=1")))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let mut running_when_first_line = None;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(60), body.next())
+        .await
+        .expect("the stream moves")
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        if running_when_first_line.is_none() && text.contains("tick 1") {
+            running_when_first_line = Some(k.job_info(&pipeline, &job).await["state"] == "running");
+        }
+    }
+    assert_eq!(
+        running_when_first_line,
+        Some(true),
+        "lines arrive while the job runs"
+    );
+    for i in 1..=4 {
+        assert!(text.contains(&format!("data: tick {i}")), "{text}");
+    }
+    assert!(text.contains("event: end"), "{text}");
+    assert!(text.contains(r#""state":"done""#), "{text}");
+
+    // The JSON form, with `after`.
+    let (status, v) = k.get(&format!("/v1/jobs/{job}/logs?after=2")).await;
+    assert_eq!(status, 200);
+    assert_eq!(v.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn pipelines_can_be_renamed_trimmed_and_reordered() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("edit").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("before").await;
+    let a = k.job(&pipeline, &image, "echo a", &[]).await;
+    let b = k.job(&pipeline, &image, "echo b", &[]).await;
+    let c = k.job(&pipeline, &image, "sleep 5", &[]).await;
+
+    let put = |form: Vec<(&'static str, String)>| {
+        let k = &k;
+        let pipeline = pipeline.clone();
+        async move {
+            let r =
+                k.c.put(k.url(&format!("/pipeline/{pipeline}")))
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+            (r.status().as_u16(), json_of(r).await)
+        }
+    };
+    let (status, v) = put(vec![
+        ("name", "after".into()),
+        ("rearrange_jobs", format!("{c},{a},{b}")),
+    ])
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v[&pipeline]["name"], "after");
+    assert_eq!(
+        v[&pipeline]["jobs"],
+        json!([{"id": c}, {"id": a}, {"id": b}])
+    );
+    let (status, _) = put(vec![("rearrange_jobs", format!("{a},{b}"))]).await;
+    assert_eq!(status, 400, "every job exactly once");
+
+    // JSON works too.
+    let r =
+        k.c.put(k.url(&format!("/pipeline/{pipeline}")))
+            .json(&json!({"remove_jobs": [b]}))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        json_of(r).await[&pipeline]["jobs"],
+        json!([{"id": c}, {"id": a}])
+    );
+    assert_eq!(k.get(&format!("/pipeline/{pipeline}/job/{b}")).await.0, 404);
+
+    k.submit(&pipeline).await;
+    k.wait_state(&pipeline, &c, "running").await;
+    let (status, v) = put(vec![("remove_jobs", a.clone())]).await;
+    assert_eq!(status, 409, "not while it runs: {v}");
+    let (status, _) = put(vec![("name", "renaming is fine".into())]).await;
+    assert_eq!(status, 200);
+    let r =
+        k.c.put(k.url(&format!("/pipeline/{pipeline}/job/{a}")))
+            .form(&[("command", "echo x")])
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 409, "a queued job cannot change");
+    assert_eq!(k.wait_job(&pipeline, &a).await["state"], "done");
+}
