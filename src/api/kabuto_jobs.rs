@@ -245,7 +245,7 @@ async fn update_pipeline(
         .blocking(move |app| jobs::update_pipeline(&app.store, &p, id, change))
         .await?;
     for job in removed {
-        jobs::delete_job_files(&app.data_dir, job);
+        jobs::delete_job_files(&app, job).await;
     }
     Ok(Json(views::keyed(
         &[pipeline],
@@ -293,7 +293,7 @@ async fn delete_pipeline(
         .blocking(move |app| jobs::delete_pipeline(&app.store, &p, id))
         .await?;
     for job in removed {
-        jobs::delete_job_files(&app.data_dir, job);
+        jobs::delete_job_files(&app, job).await;
     }
     Ok(Json(json!({ "status": "success", "id": id })))
 }
@@ -447,7 +447,7 @@ async fn delete_job(
     }
     app.blocking(move |app| jobs::delete_job(&app.store, &p, pipeline, job_id))
         .await?;
-    jobs::delete_job_files(&app.data_dir, job_id);
+    jobs::delete_job_files(&app, job_id).await;
     Ok(Json(json!({ "status": "success", "id": job_id })))
 }
 

@@ -137,6 +137,11 @@ pub fn result_path(data_dir: &Path, job: Id) -> PathBuf {
     jobs_dir(data_dir).join(job.to_string()).join("result.zip")
 }
 
+/// The host directory bind-mounted as the job's `/outbox` while it runs.
+pub fn outbox_dir(data_dir: &Path, job: Id) -> PathBuf {
+    jobs_dir(data_dir).join(job.to_string()).join("outbox")
+}
+
 fn get<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<u128, &'static [u8]>,
     id: Id,
@@ -560,14 +565,9 @@ pub fn delete_job(store: &Store, caller: &Principal, pipeline: Id, id: Id) -> Re
     Ok(job)
 }
 
-/// Removes a job's files (attachments and results).
-pub fn delete_job_files(data_dir: &Path, job: Id) {
-    let dir = jobs_dir(data_dir).join(job.to_string());
-    if let Err(e) = std::fs::remove_dir_all(&dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!("removing {}: {e}", dir.display());
-    }
+/// Removes a job's files (attachments, outbox, results).
+pub async fn delete_job_files(app: &crate::server::App, job: Id) {
+    runner::remove_tree(app, &jobs_dir(&app.data_dir).join(job.to_string())).await;
 }
 
 /// `POST /pipeline/<pid>/submit`: queue every job of the pipeline (again, for a finished one).

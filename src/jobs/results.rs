@@ -1,14 +1,17 @@
-//! A job's results: its `/outbox`, taken from the stopped container as a tar stream and kept as a
-//! zip (what `?result` serves), written to a temporary file and renamed into place.
+//! A job's results: its `/outbox`, a bind-mounted host directory, packed into a zip when the job
+//! ends (what `?result` serves), written to a temporary file and renamed into place.
+//!
+//! The directory was written by the container: symbolic links are skipped, never followed (a
+//! job could point one at any file of the host), and so is anything that is not a plain file or
+//! directory.
 
 use crate::error::{Error, Result};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use zip::write::SimpleFileOptions;
 
-/// Converts the engine's tar of `/outbox` into a zip of its contents; returns the bytes of the
-/// files in it.
-pub(super) fn tar_to_zip(tar_path: &Path, zip_path: &Path) -> Result<u64> {
+/// Packs the contents of `dir` into a zip at `zip_path`; returns the bytes of the files in it.
+pub(super) fn dir_to_zip(dir: &Path, zip_path: &Path) -> Result<u64> {
     let io = |e: std::io::Error| Error::internal(format!("saving the outbox: {e}"));
     let zerr = |e: zip::result::ZipError| Error::internal(format!("writing the result zip: {e}"));
     let tmp = zip_path.with_extension("zip.tmp");
@@ -18,41 +21,34 @@ pub(super) fn tar_to_zip(tar_path: &Path, zip_path: &Path) -> Result<u64> {
         .compression_method(zip::CompressionMethod::Deflated)
         .large_file(true);
     let mut total = 0u64;
-    if tar_path.exists() {
-        let mut archive = tar::Archive::new(std::fs::File::open(tar_path).map_err(io)?);
-        let mut buf = vec![0u8; 64 * 1024];
-        for entry in archive.entries().map_err(io)? {
-            let mut entry = entry.map_err(io)?;
-            let path = entry.path().map_err(io)?.to_string_lossy().into_owned();
-            // The archive of /outbox holds `outbox/...`.
-            let rel = path
-                .trim_start_matches("./")
-                .split_once('/')
-                .map(|(_, rest)| rest.to_owned())
-                .unwrap_or_default();
-            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-                continue;
-            }
-            match entry.header().entry_type() {
-                tar::EntryType::Directory => {
-                    zip.add_directory(rel.trim_end_matches('/'), options)
-                        .map_err(zerr)?;
-                }
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let mode = entry.header().mode().unwrap_or(0o644);
-                    zip.start_file(rel, options.unix_permissions(mode))
-                        .map_err(zerr)?;
-                    loop {
-                        let n = entry.read(&mut buf).map_err(io)?;
-                        if n == 0 {
-                            break;
-                        }
-                        total += n as u64;
-                        zip.write_all(&buf[..n]).map_err(io)?;
-                    }
-                }
-                // Links and devices do not travel in a result zip.
-                _ => {}
+    // Depth-first, names sorted, so that the zip is the same for the same outbox.
+    let mut pending = vec![(dir.to_path_buf(), String::new())];
+    while let Some((path, rel)) = pending.pop() {
+        let mut entries: Vec<_> = match std::fs::read_dir(&path) {
+            Ok(rd) => rd.collect::<std::io::Result<_>>().map_err(io)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
+        entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child_rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(entry.path()).map_err(io)?;
+            if meta.is_dir() {
+                zip.add_directory(child_rel.as_str(), options)
+                    .map_err(zerr)?;
+                pending.push((entry.path(), child_rel));
+            } else if meta.is_file() {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode() & 0o777;
+                zip.start_file(child_rel.as_str(), options.unix_permissions(mode))
+                    .map_err(zerr)?;
+                let mut file = std::fs::File::open(entry.path()).map_err(io)?;
+                total += std::io::copy(&mut file, &mut zip).map_err(io)?;
             }
         }
     }

@@ -23,9 +23,8 @@ use crate::server::App;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, KillContainerOptions,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -348,7 +347,7 @@ async fn supervise_inner(
     if let Err(e) = logs.await {
         tracing::warn!(job = %job.id, "log follower ended badly: {e}");
     }
-    let outbox_bytes = save_outbox(app, docker, &name, job.id).await?;
+    let outbox_bytes = save_outbox(app, job.id).await?;
     let state = if exit.killed {
         JobState::Cancelled
     } else if exit.code == 0 {
@@ -366,6 +365,7 @@ async fn supervise_inner(
     };
     finish(app, job.id, state, Some(exit.code), error, Some(usage)).await?;
     remove_container(docker, &name).await;
+    remove_tree(app, &super::outbox_dir(&app.data_dir, job.id)).await;
     Ok(state)
 }
 
@@ -403,6 +403,7 @@ async fn create_and_start(
     tokio::fs::create_dir_all(&inbox)
         .await
         .map_err(|e| Error::internal(format!("creating the inbox: {e}")))?;
+    let outbox = fresh_outbox(app, job.id).await?;
 
     let jobs = &app.config.jobs;
     let labels = crate::engine::labels(
@@ -419,7 +420,10 @@ async fn create_and_start(
         cmd: Some(argv),
         labels: Some(labels),
         host_config: Some(HostConfig {
-            binds: Some(vec![format!("{}:/inbox:ro", inbox.display())]),
+            binds: Some(vec![
+                format!("{}:/inbox:ro", inbox.display()),
+                format!("{}:/outbox:rw", outbox.display()),
+            ]),
             memory: Some(i64::try_from(jobs.memory_mb * 1024 * 1024).unwrap_or(i64::MAX)),
             nano_cpus: Some((jobs.cpus * 1e9) as i64),
             pids_limit: Some(jobs.pids),
@@ -430,25 +434,24 @@ async fn create_and_start(
         }),
         ..Default::default()
     };
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(name).build()),
-            body,
-        )
+    let options = CreateContainerOptionsBuilder::new().name(name).build();
+    match docker
+        .create_container(Some(options.clone()), body.clone())
         .await
-        .map_err(|e| engine_error("creating the job's container", e))?;
-
-    // An empty, writable /outbox in the container's own layer: whatever the command writes
-    // there stays in the stopped container until it is saved.
-    let outbox = outbox_dir_tar().map_err(|e| Error::internal(format!("packing /outbox: {e}")))?;
-    docker
-        .upload_to_container(
-            name,
-            Some(UploadToContainerOptionsBuilder::new().path("/").build()),
-            bollard::body_full(outbox.into()),
-        )
-        .await
-        .map_err(|e| engine_error("preparing /outbox", e))?;
+    {
+        Ok(_) => {}
+        // Left by a run the server did not see to its end: replace it.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {
+            remove_container(docker, name).await;
+            docker
+                .create_container(Some(options), body)
+                .await
+                .map_err(|e| engine_error("creating the job's container", e))?;
+        }
+        Err(e) => return Err(engine_error("creating the job's container", e)),
+    }
 
     if kill.is_cancelled() {
         remove_container(docker, name).await;
@@ -473,15 +476,101 @@ async fn create_and_start(
     Ok(None)
 }
 
-fn outbox_dir_tar() -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o777);
-    header.set_size(0);
-    header.set_mtime(0);
-    tar.append_data(&mut header, "outbox/", std::io::empty())?;
-    tar.into_inner()
+/// An empty outbox directory for a run, writable by whatever user the image runs as.
+async fn fresh_outbox(app: &App, job: Id) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = super::outbox_dir(&app.data_dir, job);
+    if tokio::fs::symlink_metadata(&dir).await.is_ok() {
+        remove_tree(app, &dir).await;
+    }
+    let io = |e: std::io::Error| Error::internal(format!("creating the outbox: {e}"));
+    tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+    tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+        .await
+        .map_err(io)?;
+    Ok(dir)
+}
+
+/// Removes a directory tree of the data directory. A container running as root may have left
+/// directories a non-root server cannot empty: those are moved aside and removed by a short
+/// container of the base image.
+pub(crate) async fn remove_tree(app: &App, path: &std::path::Path) {
+    let target = path.to_path_buf();
+    let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&target)).await;
+    let error = match removed {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Ok(Err(e)) => e,
+        Err(e) => {
+            tracing::warn!("removing {}: {e}", path.display());
+            return;
+        }
+    };
+    let trash = app
+        .data_dir
+        .join("tmp")
+        .join(format!("trash-{}", Id::new()));
+    if let Err(e) = tokio::fs::rename(path, &trash).await {
+        tracing::warn!(
+            "cannot remove {} ({error}) nor move it aside: {e}",
+            path.display()
+        );
+        return;
+    }
+    tracing::info!(
+        "{} holds files of another user ({error}): removing them with a container",
+        path.display()
+    );
+    let app = app.clone();
+    app.tasks.clone().spawn(async move {
+        if let Err(e) = remove_as_root(&app, &trash).await {
+            tracing::warn!("cannot remove {}: {e}", trash.display());
+        }
+    });
+}
+
+async fn remove_as_root(app: &App, dir: &std::path::Path) -> Result<()> {
+    let docker = app.engine.client().await?;
+    app.engine
+        .ensure_base_image(crate::engine::BASE_IMAGE)
+        .await?;
+    let name = format!("dtaas-cleanup-{}", Id::new());
+    let body = ContainerCreateBody {
+        image: Some(crate::engine::BASE_IMAGE.to_owned()),
+        cmd: Some(vec!["rm".into(), "-rf".into(), "/trash".into()]),
+        labels: Some(crate::engine::labels(
+            &app.installation,
+            &[("dtaas.kind", "cleanup")],
+        )),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{}:/trash", dir.display())]),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            body,
+        )
+        .await
+        .map_err(|e| engine_error("creating a cleanup container", e))?;
+    let result = async {
+        docker
+            .start_container(&name, None)
+            .await
+            .map_err(|e| engine_error("starting a cleanup container", e))?;
+        let mut wait = docker.wait_container(&name, None);
+        while wait.next().await.is_some() {}
+        Ok::<_, Error>(())
+    }
+    .await;
+    remove_container(&docker, &name).await;
+    result?;
+    // The mount point itself is ours.
+    let _ = tokio::fs::remove_dir(dir).await;
+    Ok(())
 }
 
 fn engine_error(what: &str, e: bollard::errors::Error) -> Error {
@@ -744,51 +833,13 @@ fn split_frame(bytes: &[u8]) -> Vec<(String, String)> {
     out
 }
 
-/// Saves the container's /outbox as the job's result zip; returns the bytes in it.
-async fn save_outbox(app: &App, docker: &Docker, name: &str, job: Id) -> Result<u64> {
-    let dir = super::jobs_dir(&app.data_dir).join(job.to_string());
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
-    let tar_path = dir.join("outbox.tar");
-    let options = DownloadFromContainerOptionsBuilder::new()
-        .path("/outbox")
-        .build();
-    let mut stream = docker.download_from_container(name, Some(options));
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut file = tokio::fs::File::create(&tar_path)
-            .await
-            .map_err(|e| Error::internal(format!("saving the outbox: {e}")))?;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => file
-                    .write_all(&bytes)
-                    .await
-                    .map_err(|e| Error::internal(format!("saving the outbox: {e}")))?,
-                // No /outbox left in the container: an empty result.
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {
-                    file.set_len(0)
-                        .await
-                        .map_err(|e| Error::internal(format!("saving the outbox: {e}")))?;
-                    break;
-                }
-                Err(e) => return Err(engine_error("reading /outbox", e)),
-            }
-        }
-        file.flush()
-            .await
-            .map_err(|e| Error::internal(format!("saving the outbox: {e}")))?;
-    }
+/// Packs the job's outbox into its result zip; returns the bytes in it. The container has
+/// stopped, so nothing writes there any more. The directory is removed once the job's end is
+/// recorded (a crash before that packs it again).
+async fn save_outbox(app: &App, job: Id) -> Result<u64> {
+    let dir = super::outbox_dir(&app.data_dir, job);
     let zip = result_path(&app.data_dir, job);
-    let bytes = tokio::task::spawn_blocking(move || {
-        let result = super::results::tar_to_zip(&tar_path, &zip);
-        let _ = std::fs::remove_file(&tar_path);
-        result
-    })
-    .await
-    .map_err(Error::internal)??;
-    Ok(bytes)
+    tokio::task::spawn_blocking(move || super::results::dir_to_zip(&dir, &zip))
+        .await
+        .map_err(Error::internal)?
 }

@@ -430,3 +430,30 @@ async fn pipelines_can_be_renamed_trimmed_and_reordered() {
     assert_eq!(r.status(), 409, "a queued job cannot change");
     assert_eq!(k.wait_job(&pipeline, &a).await["state"], "done");
 }
+
+#[tokio::test]
+async fn the_outbox_takes_any_user_and_keeps_links_out() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("outbox").await;
+    let image = k.image("FROM busybox\nUSER nobody\n", &[]).await;
+    let pipeline = k.pipeline("p").await;
+    let job = k
+        .job(
+            &pipeline,
+            &image,
+            "sh -c 'id -u; echo mine > /outbox/file; ln -s /etc/passwd /outbox/link; mkdir /outbox/d; ln -s / /outbox/d/root'",
+            &[],
+        )
+        .await;
+    k.submit(&pipeline).await;
+    let v = k.wait_job(&pipeline, &job).await;
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(k.logs(&job).await, vec!["65534"], "ran as nobody");
+    let results = k.results(&pipeline, &job).await;
+    assert_eq!(
+        results.keys().collect::<Vec<_>>(),
+        vec!["file"],
+        "links are not followed"
+    );
+    assert_eq!(text(&results["file"]), "mine");
+}
