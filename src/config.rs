@@ -30,6 +30,29 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub images: ImagesConfig,
     pub limits: LimitsConfig,
+    pub registry: RegistryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// How often unreferenced blobs and stale uploads are collected.
+    pub gc_interval_secs: u64,
+    /// Blobs younger than this are never collected (a push in progress uploads its blobs
+    /// before its manifest).
+    pub gc_grace_secs: u64,
+    /// Upload sessions unfinished for this long are dropped.
+    pub upload_ttl_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            gc_interval_secs: 3600,
+            gc_grace_secs: 3600,
+            upload_ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -189,6 +212,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             images: ImagesConfig::default(),
             limits: LimitsConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }

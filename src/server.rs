@@ -34,6 +34,7 @@ pub struct AppInner {
     /// Labels this installation's containers (several servers may share one engine).
     pub installation: Id,
     pub runner: Runner,
+    pub registry: crate::registry::Registry,
     pub build_slots: Semaphore,
     /// Background work (builds, pipeline runs); waited for at shutdown.
     pub tasks: TaskTracker,
@@ -69,6 +70,12 @@ impl App {
             sessions: SessionPolicy::from_config(&config.sessions),
             installation: store.installation_id()?,
             runner: Runner::new(config.jobs.max_parallel),
+            registry: crate::registry::Registry::new(&data_dir).map_err(|source| {
+                StoreError::DataDir {
+                    dir: data_dir.join("registry"),
+                    source,
+                }
+            })?,
             build_slots: Semaphore::new(config.images.max_parallel_builds as usize),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -129,6 +136,7 @@ pub async fn launch_with_listener(
         tracing::error!("cannot resume interrupted builds: {e}");
     }
     crate::jobs::runner::start(&app);
+    crate::registry::gc::start(&app);
 
     let router = crate::api::router(app.clone());
     let result = axum::serve(

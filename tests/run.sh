@@ -13,7 +13,7 @@ die() { printf '\033[1;31mtests/run.sh: %s\033[0m\n' "$*" >&2; exit 1; }
 # Debian packages the tests use: the engine, a static busybox for the base image (no image can be
 # pulled), curl for the seed's curl flows, git and Mercurial for repository builds, and Python
 # requests for the seed's Python examples.
-PACKAGES=(docker.io busybox-static curl git mercurial python3-requests)
+PACKAGES=(docker.io busybox-static curl git mercurial python3-requests skopeo)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

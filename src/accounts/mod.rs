@@ -7,7 +7,7 @@ mod password;
 mod sessions;
 mod users;
 
-pub use api_keys::{ApiKey, NewApiKey, create_api_key, list_api_keys, revoke_api_key};
+pub use api_keys::{ApiKey, KEY_PREFIX, NewApiKey, create_api_key, list_api_keys, revoke_api_key};
 pub use limiter::LoginLimiter;
 pub use password::{burn_verification, hash_password, verify_password};
 pub use sessions::{NewSession, Session, SessionPolicy, create_session, delete_session};
@@ -87,13 +87,18 @@ pub fn authenticate_api_key(store: &Store, key: &str, now: Timestamp) -> Result<
 fn principal_for(store: &Store, user_id: crate::id::Id) -> Result<Principal> {
     let user = get_user(store, user_id)?
         .ok_or_else(|| Error::unauthorized("the account behind these credentials is gone"))?;
+    user_principal(&user)
+}
+
+/// The principal of an account, unless it is disabled.
+pub fn user_principal(user: &User) -> Result<Principal> {
     if user.disabled {
         return Err(Error::unauthorized("this account is disabled"));
     }
     Ok(Principal {
         id: user.id,
         kind: PrincipalKind::User,
-        name: user.login,
+        name: user.login.clone(),
         admin: user.admin,
     })
 }

@@ -33,6 +33,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(kabuto::routes())
         .merge(kabuto_jobs::routes(upload_limit))
+        .merge(crate::registry::routes())
         .merge(health::routes())
         .nest(
             "/v1",

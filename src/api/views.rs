@@ -14,6 +14,7 @@ pub fn image(i: &Image) -> Value {
         "attachments": i.attachments,
         "nocache": i.nocache,
         "built": i.built,
+        "repository": i.repository,
         "build_id": i.last_build,
     })
 }

@@ -66,11 +66,21 @@ async fn run(app: App, build_id: Id) {
         }
     };
     let mut output = String::new();
-    let outcome = build_image(&app, &image, &build, &mut output).await;
-    let docker_id = match outcome {
+    let mut outcome = build_image(&app, &image, &build, &mut output).await;
+    let mut repository = None;
+    if let Outcome::Success(_) = &outcome {
+        match store_in_registry(&app, &image).await {
+            Ok(repo) => {
+                push_output(&mut output, &format!("stored in the registry as {repo}\n"));
+                repository = Some(repo);
+            }
+            Err(e) => outcome = Outcome::Failure(format!("storing the image in the registry: {e}")),
+        }
+    }
+    let built = match outcome {
         Outcome::Success(id) => {
             build.state = BuildState::Success;
-            Some(id)
+            repository.map(|r| (id, r))
         }
         Outcome::Failed(error) => {
             build.state = BuildState::Failed;
@@ -86,9 +96,30 @@ async fn run(app: App, build_id: Id) {
     build.output = output;
     build.finished = Some(app.now());
     tracing::info!(build = %build.id, image = %image.id, state = ?build.state, "build finished");
-    if let Err(e) = finish_build(&app.store, &build, docker_id) {
+    if let Err(e) = finish_build(&app.store, &build, built) {
         tracing::error!(build = %build.id, "cannot record the build's end: {e}");
     }
+}
+
+/// Stores a built image in the registry as `<login>/<name>` (tags `latest` and the image id);
+/// returns the repository.
+async fn store_in_registry(app: &App, image: &Image) -> Result<String> {
+    use crate::registry::{meta, names};
+    let owner = crate::accounts::get_user(&app.store, image.owner)?
+        .map(|u| u.login)
+        .unwrap_or_else(|| image.owner.to_string());
+    let mut repo = format!(
+        "{}/{}",
+        names::sanitize_component(&owner),
+        names::sanitize_component(&image.name)
+    );
+    if meta::repo(&app.store, &repo)?.is_some_and(|r| r.owner != image.owner) {
+        repo = format!("{repo}-{}", &image.id.to_string()[..12]);
+    }
+    let tags = vec!["latest".to_owned(), image.id.to_string()];
+    crate::registry::engine_sync::import_from_engine(app, &image.tag(), &repo, &tags, image.owner)
+        .await?;
+    Ok(repo)
 }
 
 fn push_output(output: &mut String, text: &str) {

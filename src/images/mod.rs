@@ -46,6 +46,9 @@ pub struct Image {
     pub docker_id: Option<String>,
     #[serde(default)]
     pub built: Option<Timestamp>,
+    /// Where the appliance's registry holds it (`<login>/<name>`).
+    #[serde(default)]
+    pub repository: Option<String>,
     /// The most recent build, successful or not.
     pub last_build: Id,
 }
@@ -182,6 +185,7 @@ pub fn create_image(
         creation_date: now,
         docker_id: None,
         built: None,
+        repository: None,
         last_build: build.id,
     };
     let txn = store.write()?;
@@ -336,14 +340,20 @@ pub fn list_images(store: &Store, caller: &Principal) -> Result<Vec<Image>> {
     Ok(out)
 }
 
-/// Records a finished build and, on success, the image's new engine id.
-pub(crate) fn finish_build(store: &Store, build: &Build, docker_id: Option<String>) -> Result<()> {
+/// Records a finished build and, on success, the image's new engine id and registry
+/// repository.
+pub(crate) fn finish_build(
+    store: &Store,
+    build: &Build,
+    built: Option<(String, String)>,
+) -> Result<()> {
     let txn = store.write()?;
     put(&txn, BUILDS, build.id, build)?;
-    if let Some(docker_id) = docker_id {
+    if let Some((docker_id, repository)) = built {
         let image: Option<Image> = get_in(&txn.open_table(IMAGES)?, build.image)?;
         if let Some(mut image) = image {
             image.docker_id = Some(docker_id);
+            image.repository = Some(repository);
             image.built = build.finished;
             put(&txn, IMAGES, image.id, &image)?;
         }

@@ -22,6 +22,8 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     pub config: Config,
     pub installation: String,
+    /// The server's state, for calling domain functions directly (GC, engine sync).
+    pub app: App,
     dir: Arc<TempDir>,
     cleanup: Arc<EngineCleanup>,
     stop: Option<oneshot::Sender<()>>,
@@ -108,6 +110,7 @@ impl TestServer {
         let installation = app.installation.to_string();
         let cleanup = cleanup.unwrap_or_else(|| Arc::new(EngineCleanup(installation.clone())));
         let (stop, stopped) = oneshot::channel::<()>();
+        let handle = app.clone();
         let task = tokio::spawn(launch_with_listener(app, listener, async move {
             let _ = stopped.await;
         }));
@@ -117,6 +120,7 @@ impl TestServer {
             clock,
             config,
             installation,
+            app: handle,
             dir,
             cleanup,
             stop: Some(stop),

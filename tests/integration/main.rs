@@ -13,3 +13,4 @@ mod engine;
 mod jobs;
 mod kabuto;
 mod recovery;
+mod registry;
