@@ -254,7 +254,8 @@ async fn update_pipeline(
     )))
 }
 
-/// Stops a job if it is queued or running, and waits until its container is gone.
+/// Stops a job if it is queued or running, and waits until its container is gone (the runner
+/// records the end before it removes the container).
 async fn stop_job(app: &App, caller: &Principal, job: Id) -> Result<JobState> {
     let by = caller.name.clone();
     let state = app
@@ -265,7 +266,10 @@ async fn stop_job(app: &App, caller: &Principal, job: Id) -> Result<JobState> {
     }
     app.runner.kill(job);
     for _ in 0..600 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if app.runner.is_supervising(job) {
+            continue;
+        }
         match jobs::get_job(&app.store, job)? {
             Some(j) if j.state == JobState::Running => continue,
             Some(j) => return Ok(j.state),

@@ -76,6 +76,14 @@ impl Runner {
         }
     }
 
+    /// Whether the runner is still seeing a job through (its container may still exist).
+    pub fn is_supervising(&self, job: Id) -> bool {
+        self.kills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&job)
+    }
+
     fn register_kill(&self, job: Id) -> CancellationToken {
         let token = CancellationToken::new();
         self.kills

@@ -259,6 +259,35 @@ impl BlobStore {
     }
 }
 
+/// Streams `len` bytes of a blob file from `start`, as slices of a read-only memory map: the
+/// socket writes straight from the page cache, without a read into a buffer first (the GET path
+/// was 2.5 times slower than Go's `sendfile` with reads).
+pub fn read_stream(file: &std::fs::File, start: u64, len: u64) -> std::io::Result<Body> {
+    if len == 0 {
+        return Ok(Body::empty());
+    }
+    // SAFETY: blob files are immutable once committed: they are written to a temporary name,
+    // fsynced and renamed into place, and afterwards only ever unlinked (never truncated or
+    // rewritten), which keeps an existing mapping valid.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    let end = start.saturating_add(len);
+    if end > map.len() as u64 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "blob file shorter than its record",
+        ));
+    }
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let bytes = axum::body::Bytes::from_owner(map);
+    let chunks = (start..end).step_by(READ_CHUNK).map(move |offset| {
+        let stop = (offset + READ_CHUNK as u64).min(end);
+        Ok::<_, std::io::Error>(bytes.slice(offset as usize..stop as usize))
+    });
+    Ok(Body::from_stream(futures_util::stream::iter(chunks)))
+}
+
+const READ_CHUNK: usize = 1 << 20;
+
 /// The `Range` header of an upload holding `size` bytes: `0-<last byte>`.
 pub fn range_header(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))

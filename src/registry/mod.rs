@@ -513,20 +513,14 @@ async fn get_blob(ctx: &Ctx<'_>, name: &str, digest: &str, with_body: bool) -> R
         None => (StatusCode::OK, 0, record.size),
     };
     let body = if with_body {
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
+        let file = std::fs::File::open(&path).map_err(|e| {
             tracing::error!("blob {digest} is recorded but its file is unreadable: {e}");
             blob_unknown(digest)
         })?;
-        if start > 0 {
-            file.seek(std::io::SeekFrom::Start(start))
-                .await
-                .map_err(|_| blob_unknown(digest))?;
-        }
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            file.take(len),
-            256 * 1024,
-        ))
+        blobs::read_stream(&file, start, len).map_err(|e| {
+            tracing::error!("blob {digest}: {e}");
+            blob_unknown(digest)
+        })?
     } else {
         Body::empty()
     };
