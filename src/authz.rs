@@ -298,6 +298,27 @@ where
     }
 }
 
+/// The records of a table keyed by object id that `principal` may READ, in id order (oldest
+/// first, ids being time-ordered).
+pub fn list_readable<T: serde::de::DeserializeOwned>(
+    store: &crate::store::Store,
+    table: TableDefinition<u128, &[u8]>,
+    principal: &Principal,
+) -> Result<Vec<T>> {
+    let txn = store.read()?;
+    let acl = Acl::read(&txn)?;
+    let mut out = Vec::new();
+    for entry in txn.open_table(table)?.iter()? {
+        let (k, v) = entry?;
+        if let Some(meta) = acl.object(Id(k.value()))?
+            && acl.caps(principal, &meta)?.contains(Capability::Read)
+        {
+            out.push(decode(v.value())?);
+        }
+    }
+    Ok(out)
+}
+
 /// Shorthand for a check in its own read transaction.
 pub fn authorize(
     store: &crate::store::Store,

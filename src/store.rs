@@ -168,6 +168,29 @@ impl Store {
     }
 }
 
+/// A record of a table keyed by object id.
+pub fn get_record<T: DeserializeOwned>(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: crate::id::Id,
+) -> Result<Option<T>, StoreError> {
+    match table.get(id.0)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes a record of a table keyed by object id.
+pub fn put_record<T: Serialize>(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<u128, &[u8]>,
+    id: crate::id::Id,
+    value: &T,
+) -> Result<(), StoreError> {
+    txn.open_table(table)?
+        .insert(id.0, encode(value)?.as_slice())?;
+    Ok(())
+}
+
 /// Encodes a record.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))

@@ -55,4 +55,6 @@ cargo fmt --all -- --check || die "code is not formatted: run cargo fmt"
 say "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings || die "clippy found problems"
 say "cargo test"
-cargo test --locked "$@"
+# Most tests wait on the engine, not the CPU: run more of them than there are cores.
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
+cargo test --locked --test integration "$@"

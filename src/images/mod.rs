@@ -13,7 +13,7 @@ use crate::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::store::{Store, StoreError, decode, encode};
+use crate::store::{Store, StoreError, decode};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -285,19 +285,14 @@ fn put<T: Serialize>(
     id: Id,
     value: &T,
 ) -> Result<()> {
-    txn.open_table(table)?
-        .insert(id.0, encode(value)?.as_slice())?;
-    Ok(())
+    Ok(crate::store::put_record(txn, table, id, value)?)
 }
 
 fn get_in<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<u128, &'static [u8]>,
     id: Id,
 ) -> Result<Option<T>> {
-    match table.get(id.0)? {
-        Some(v) => Ok(Some(decode(v.value())?)),
-        None => Ok(None),
-    }
+    Ok(crate::store::get_record(table, id)?)
 }
 
 pub fn get_image(store: &Store, id: Id) -> Result<Option<Image>> {
@@ -325,19 +320,7 @@ pub fn build_for(store: &Store, caller: &Principal, id: Id) -> Result<Build> {
 
 /// The images the caller may read, oldest first.
 pub fn list_images(store: &Store, caller: &Principal) -> Result<Vec<Image>> {
-    let txn = store.read()?;
-    let acl = Acl::read(&txn)?;
-    let mut out = Vec::new();
-    for entry in txn.open_table(IMAGES)?.iter()? {
-        let (_, v) = entry?;
-        let image: Image = decode(v.value())?;
-        if let Some(meta) = acl.object(image.id)?
-            && acl.caps(caller, &meta)?.contains(Capability::Read)
-        {
-            out.push(image);
-        }
-    }
-    Ok(out)
+    authz::list_readable(store, IMAGES, caller)
 }
 
 /// Records a finished build and, on success, the image's new engine id and registry

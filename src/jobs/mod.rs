@@ -20,7 +20,7 @@ use crate::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::store::{Store, StoreError, decode, encode};
+use crate::store::{Store, StoreError, decode};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -146,10 +146,7 @@ fn get<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<u128, &'static [u8]>,
     id: Id,
 ) -> Result<Option<T>> {
-    match table.get(id.0)? {
-        Some(v) => Ok(Some(decode(v.value())?)),
-        None => Ok(None),
-    }
+    Ok(crate::store::get_record(table, id)?)
 }
 
 fn put<T: Serialize>(
@@ -158,9 +155,7 @@ fn put<T: Serialize>(
     id: Id,
     value: &T,
 ) -> Result<()> {
-    txn.open_table(table)?
-        .insert(id.0, encode(value)?.as_slice())?;
-    Ok(())
+    Ok(crate::store::put_record(txn, table, id, value)?)
 }
 
 pub(crate) fn load_job(txn: &WriteTransaction, id: Id) -> Result<Option<Job>> {
@@ -244,19 +239,7 @@ pub fn pipeline_for(
 }
 
 pub fn list_pipelines(store: &Store, caller: &Principal) -> Result<Vec<Pipeline>> {
-    let txn = store.read()?;
-    let acl = Acl::read(&txn)?;
-    let mut out = Vec::new();
-    for entry in txn.open_table(PIPELINES)?.iter()? {
-        let (_, v) = entry?;
-        let p: Pipeline = decode(v.value())?;
-        if let Some(meta) = acl.object(p.id)?
-            && acl.caps(caller, &meta)?.contains(Capability::Read)
-        {
-            out.push(p);
-        }
-    }
-    Ok(out)
+    authz::list_readable(store, PIPELINES, caller)
 }
 
 /// The jobs of a pipeline, in order.
@@ -482,19 +465,7 @@ pub fn job_for(
 }
 
 pub fn list_jobs(store: &Store, caller: &Principal) -> Result<Vec<Job>> {
-    let txn = store.read()?;
-    let acl = Acl::read(&txn)?;
-    let mut out = Vec::new();
-    for entry in txn.open_table(JOBS)?.iter()? {
-        let (_, v) = entry?;
-        let job: Job = decode(v.value())?;
-        if let Some(meta) = acl.object(job.id)?
-            && acl.caps(caller, &meta)?.contains(Capability::Read)
-        {
-            out.push(job);
-        }
-    }
-    Ok(out)
+    authz::list_readable(store, JOBS, caller)
 }
 
 pub struct JobChange {
