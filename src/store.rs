@@ -191,6 +191,24 @@ pub fn put_record<T: Serialize>(
     Ok(())
 }
 
+/// The records of a table keyed by object id that `keep` accepts, in id order.
+pub fn records_where<T: DeserializeOwned>(
+    store: &Store,
+    table: redb::TableDefinition<u128, &[u8]>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, StoreError> {
+    let txn = store.read()?;
+    let mut out = Vec::new();
+    for entry in txn.open_table(table)?.iter()? {
+        let (_, v) = entry?;
+        let record: T = decode(v.value())?;
+        if keep(&record) {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
 /// Encodes a record.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))

@@ -346,16 +346,9 @@ pub(crate) fn finish_build(
 }
 
 pub(crate) fn pending_builds(store: &Store) -> Result<Vec<Build>> {
-    let txn = store.read()?;
-    let mut out = Vec::new();
-    for entry in txn.open_table(BUILDS)?.iter()? {
-        let (_, v) = entry?;
-        let b: Build = decode(v.value())?;
-        if b.state == BuildState::Pending {
-            out.push(b);
-        }
-    }
-    Ok(out)
+    Ok(crate::store::records_where(store, BUILDS, |b: &Build| {
+        b.state == BuildState::Pending
+    })?)
 }
 
 /// Deletes an image's records and files; the caller removes it from the engine.

@@ -20,7 +20,7 @@ use crate::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::store::{Store, StoreError, decode};
+use crate::store::{Store, StoreError};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -682,14 +682,7 @@ pub(crate) fn request_kill(store: &Store, id: Id, by: &str) -> Result<JobState> 
 
 /// Jobs in state running (for recovery after a restart).
 pub(crate) fn running_jobs(store: &Store) -> Result<Vec<Job>> {
-    let txn = store.read()?;
-    let mut out = Vec::new();
-    for entry in txn.open_table(JOBS)?.iter()? {
-        let (_, v) = entry?;
-        let job: Job = decode(v.value())?;
-        if job.state == JobState::Running {
-            out.push(job);
-        }
-    }
-    Ok(out)
+    Ok(crate::store::records_where(store, JOBS, |j: &Job| {
+        j.state == JobState::Running
+    })?)
 }
