@@ -9,6 +9,17 @@ use serde::de::DeserializeOwned;
 
 pub struct FormOrJson<T>(pub T);
 
+/// The whole body, within the router's body limit (413 beyond it).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge("request body too large".into())
+        } else {
+            Error::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
 impl<S, T> FromRequest<S> for FormOrJson<T>
 where
     S: Send + Sync,
@@ -45,13 +56,7 @@ where
                 .map(FormOrJson)
                 .map_err(|e| Error::bad_request(format!("invalid form: {e}")));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::TooLarge("request body too large".into())
-            } else {
-                Error::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         if content_type.starts_with("application/json") || content_type.contains("+json") {
             serde_json::from_slice(&bytes)
                 .map(FormOrJson)
@@ -75,13 +80,7 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::TooLarge("request body too large".into())
-            } else {
-                Error::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
