@@ -16,6 +16,7 @@ pub mod error;
 pub mod id;
 pub mod images;
 pub mod jobs;
+pub mod logs;
 pub mod registry;
 pub mod server;
 pub mod store;

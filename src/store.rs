@@ -124,6 +124,7 @@ pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
     crate::accounts::init_tables(&txn)?;
     crate::images::init_tables(&txn)?;
     crate::jobs::init_tables(&txn)?;
+    crate::logs::init_tables(&txn)?;
     crate::registry::init_tables(&txn)?;
     txn.commit()?;
     Ok(store)

@@ -8,12 +8,12 @@
 //!
 //! On disk: `<data>/jobs/<job id>/inbox/` (attachments) and `<data>/jobs/<job id>/result.zip`.
 
-pub mod logs;
 mod results;
 pub mod runner;
 mod usage;
 
-pub use logs::{LogHub, LogLine, read_logs};
+pub use crate::logs::{LogHub, LogLine, read_logs};
+use crate::logs;
 pub use runner::Runner;
 
 use crate::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
@@ -34,7 +34,6 @@ pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PIPELINES)?;
     txn.open_table(JOBS)?;
     txn.open_table(QUEUE)?;
-    logs::init_tables(txn)?;
     Ok(())
 }
 
@@ -156,6 +155,23 @@ fn put<T: Serialize>(
     value: &T,
 ) -> Result<()> {
     Ok(crate::store::put_record(txn, table, id, value)?)
+}
+
+/// A job's log cursor lives in its record.
+impl logs::LogOwner for Job {
+    const LIMIT_KEY: &'static str = "jobs.max_log_lines";
+
+    fn load_cursor(txn: &WriteTransaction, id: Id) -> Result<Option<logs::LogCursor>> {
+        Ok(load_job(txn, id)?.map(|j| j.log))
+    }
+
+    fn save_cursor(txn: &WriteTransaction, id: Id, cursor: &logs::LogCursor) -> Result<()> {
+        if let Some(mut job) = load_job(txn, id)? {
+            job.log = cursor.clone();
+            save_job(txn, &job)?;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn load_job(txn: &WriteTransaction, id: Id) -> Result<Option<Job>> {

@@ -11,7 +11,7 @@
 //! durably, container removed. A crash between two steps repeats only the steps after the last
 //! one that reached the database.
 
-use super::logs::{Batch, LogCursor, LogHub, append_note, store_batch};
+use crate::logs::{LogHub, append_note, follow_logs};
 use super::usage::{Probe, Usage};
 use super::{
     Job, JobState, Next, cancel_rest, claim_next, inbox_dir, queued_pipelines, result_path,
@@ -24,9 +24,8 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptions, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
-use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,9 +33,6 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// Lines stored per transaction at most, and how long a line may wait to be stored.
-const LOG_BATCH: usize = 8192;
-const LOG_FLUSH: Duration = Duration::from_millis(100);
 /// How often the usage sampled while a job runs is saved.
 const STATS_SAVE_EVERY: Duration = Duration::from_secs(2);
 
@@ -286,7 +282,7 @@ async fn supervise(app: &App, docker: &Docker, job: Job, resume: bool) -> JobSta
             let message = e.to_string();
             let note = message.clone();
             let id = job.id;
-            let _ = blocking(app, move |app| append_note(&app.store, id, &note)).await;
+            let _ = blocking(app, move |app| append_note::<Job>(&app.store, id, &note)).await;
             let _ = finish(app, job.id, JobState::Failed, None, Some(message), None).await;
             remove_container(docker, &container_name(job.id)).await;
             JobState::Failed
@@ -342,12 +338,13 @@ async fn supervise_inner(
         job.clone(),
         stop_stats.clone(),
     ));
-    let logs = tokio::spawn(follow_logs(
+    let logs = tokio::spawn(follow_logs::<Job>(
         app.clone(),
         docker.clone(),
         name.clone(),
         job.id,
         job.log.clone(),
+        app.config.jobs.max_log_lines,
     ));
     let exit = wait_for_exit(docker, &name, kill).await?;
     stop_stats.cancel();
@@ -393,7 +390,7 @@ async fn create_and_start(
     let not_runnable = |why: String| async move {
         let id = job.id;
         let note = why.clone();
-        blocking(app, move |app| append_note(&app.store, id, &note)).await?;
+        blocking(app, move |app| append_note::<Job>(&app.store, id, &note)).await?;
         finish(app, id, JobState::Failed, None, Some(why), None).await?;
         Ok::<_, Error>(Some(JobState::Failed))
     };
@@ -477,7 +474,7 @@ async fn create_and_start(
         let note = format!("the command could not start: {message}");
         let id = job.id;
         let logged = note.clone();
-        blocking(app, move |app| append_note(&app.store, id, &logged)).await?;
+        blocking(app, move |app| append_note::<Job>(&app.store, id, &logged)).await?;
         finish(app, job.id, JobState::Failed, Some(code), Some(note), None).await?;
         return Ok(Some(JobState::Failed));
     }
@@ -704,141 +701,6 @@ async fn poll_usage(
             _ = tokio::time::sleep(probe.period()) => {}
         }
     }
-}
-
-/// Which lines the engine sends again after a restart and must be skipped.
-struct Resume {
-    ts: Option<DateTime<Utc>>,
-    left_at_ts: u32,
-}
-
-impl Resume {
-    fn new(cursor: &LogCursor) -> Resume {
-        Resume {
-            ts: cursor
-                .ts
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            left_at_ts: cursor.ts_count,
-        }
-    }
-
-    fn since(&self) -> i32 {
-        self.ts
-            .map(|t| i32::try_from(t.timestamp()).unwrap_or(0))
-            .unwrap_or(0)
-    }
-
-    /// Whether a line with this timestamp was stored before.
-    fn skip(&mut self, ts: &str) -> bool {
-        let Some(last) = self.ts else { return false };
-        let Ok(t) = DateTime::parse_from_rfc3339(ts) else {
-            return false;
-        };
-        let t = t.with_timezone(&Utc);
-        if t < last {
-            true
-        } else if t == last && self.left_at_ts > 0 {
-            self.left_at_ts -= 1;
-            true
-        } else {
-            self.ts = None;
-            false
-        }
-    }
-}
-
-/// Follows a container's output until it ends, storing every line.
-async fn follow_logs(app: App, docker: Docker, name: String, job: Id, cursor: LogCursor) {
-    let mut resume = Resume::new(&cursor);
-    let options = LogsOptionsBuilder::new()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .timestamps(true)
-        .since(resume.since())
-        .build();
-    let mut stream = docker.logs(&name, Some(options));
-    let mut batch = Batch::default();
-    let mut deadline: Option<tokio::time::Instant> = None;
-    let max_lines = app.config.jobs.max_log_lines;
-    loop {
-        let flush_now = tokio::select! {
-            item = stream.next() => match item {
-                Some(Ok(output)) => {
-                    let bytes = output.into_bytes();
-                    for (ts, text) in split_frame(&bytes) {
-                        if !resume.skip(&ts) {
-                            batch.lines.push((ts, text));
-                        }
-                    }
-                    if deadline.is_none() && !batch.lines.is_empty() {
-                        deadline = Some(tokio::time::Instant::now() + LOG_FLUSH);
-                    }
-                    batch.lines.len() >= LOG_BATCH
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(%job, "log stream: {e}");
-                    break;
-                }
-                None => break,
-            },
-            _ = sleep_until(deadline) => true,
-        };
-        if flush_now && !batch.lines.is_empty() {
-            let lines = std::mem::take(&mut batch);
-            deadline = None;
-            let stored = app
-                .blocking(move |app| store_batch(&app.store, job, lines, max_lines, false))
-                .await;
-            if let Err(e) = stored {
-                tracing::error!(%job, "cannot store log lines: {e}");
-            }
-            app.runner.hub.notify(job);
-        }
-    }
-    if !batch.lines.is_empty() {
-        let stored = app
-            .blocking(move |app| store_batch(&app.store, job, batch, max_lines, false))
-            .await;
-        if let Err(e) = stored {
-            tracing::error!(%job, "cannot store log lines: {e}");
-        }
-    }
-    app.runner.hub.notify(job);
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// One frame of the engine's log stream, with timestamps on: `<RFC 3339> <text>\n`, possibly
-/// several lines.
-fn split_frame(bytes: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = Vec::new();
-    for line in text.split_inclusive('\n') {
-        let line = line.strip_suffix('\n').unwrap_or(line);
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let (ts, rest) = match line.split_once(' ') {
-            Some((ts, rest)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' => (ts, rest),
-            _ => match out.last() {
-                Some((ts, _)) => {
-                    let ts: &String = ts;
-                    let ts = ts.clone();
-                    out.push((ts, line.to_owned()));
-                    continue;
-                }
-                None => ("", line),
-            },
-        };
-        out.push((ts.to_owned(), rest.to_owned()));
-    }
-    out
 }
 
 /// Packs the job's outbox into its result zip; returns the bytes in it. The container has

@@ -1,0 +1,348 @@
+//! Container logs (of jobs and of servable instances), persisted by the server line by line
+//! (not left in Docker's log files, which go with the container).
+//!
+//! Lines live in `job_logs` under (owner id, sequence number); the sequence number is the log id
+//! kabuto's clients poll with. The owner's [`LogCursor`] (kept in the owner's own record, see
+//! [`LogOwner`]) records how far the engine's log has been stored (the timestamp of the last
+//! line, and how many lines had that timestamp), in the same transaction as the lines, so that
+//! after a crash the follower resumes exactly where the database stops. [`LogHub`] wakes live
+//! followers when lines arrive.
+
+use crate::error::Result;
+use crate::id::Id;
+use crate::server::App;
+use crate::store::{Store, StoreError};
+use bollard::Docker;
+use bollard::query_parameters::LogsOptionsBuilder;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Lines stored per transaction at most, and how long a line may wait to be stored.
+const LOG_BATCH: usize = 8192;
+const LOG_FLUSH: Duration = Duration::from_millis(100);
+
+/// A record whose container output is logged: where its cursor lives, and its line cap.
+pub trait LogOwner: Send + 'static {
+    /// Loads the owner's cursor; `None` when the owner is gone (its lines are then dropped).
+    fn load_cursor(txn: &WriteTransaction, id: Id) -> Result<Option<LogCursor>>;
+    /// Saves the cursor, in the same transaction as the lines.
+    fn save_cursor(txn: &WriteTransaction, id: Id, cursor: &LogCursor) -> Result<()>;
+    /// The configuration key that sets the cap, for the marker line.
+    const LIMIT_KEY: &'static str;
+}
+
+const LOGS: TableDefinition<(u128, u64), &str> = TableDefinition::new("job_logs");
+
+pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(LOGS)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LogCursor {
+    /// Lines stored (the id of the last one).
+    pub seq: u64,
+    /// The engine's timestamp of the last line read (RFC 3339 with nanoseconds).
+    pub ts: Option<String>,
+    /// How many lines read so far carried exactly that timestamp.
+    pub ts_count: u32,
+    /// Lines read from the engine, stored or not.
+    pub read: u64,
+    /// The per-job line cap was reached.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub id: u64,
+    pub job: Id,
+    pub logline: String,
+}
+
+/// Lines of a job after `after` (0 for all), at most `limit`.
+pub fn read_logs(store: &Store, job: Id, after: u64, limit: usize) -> Result<Vec<LogLine>> {
+    let txn = store.read()?;
+    let table = txn.open_table(LOGS)?;
+    let mut out = Vec::new();
+    for entry in table.range((job.0, after.saturating_add(1))..=(job.0, u64::MAX))? {
+        let (k, v) = entry?;
+        out.push(LogLine {
+            id: k.value().1,
+            job,
+            logline: v.value().to_owned(),
+        });
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn delete_logs(txn: &WriteTransaction, job: Id) -> Result<()> {
+    let mut table = txn.open_table(LOGS)?;
+    // Remove in chunks: a job may have a million lines.
+    loop {
+        let keys: Vec<(u128, u64)> = table
+            .range((job.0, 0)..=(job.0, u64::MAX))?
+            .take(10_000)
+            .map(|e| e.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for k in keys {
+            table.remove(k)?;
+        }
+    }
+}
+
+/// Lines read from the engine, waiting to be stored.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// (engine timestamp, text)
+    pub lines: Vec<(String, String)>,
+}
+
+/// Stores a batch of lines and advances the job's cursor, in one transaction (lazy durability:
+/// a crash loses both together, and the follower reads those lines again from the engine).
+/// Beyond `max_lines` a single marker line is stored and the rest only counted.
+pub(crate) fn store_batch<O: LogOwner>(
+    store: &Store,
+    job: Id,
+    batch: Batch,
+    max_lines: u64,
+    durable: bool,
+) -> Result<()> {
+    let txn = if durable {
+        store.write()?
+    } else {
+        store.write_lazy()?
+    };
+    let Some(mut cursor) = O::load_cursor(&txn, job)? else {
+        return Ok(());
+    };
+    {
+        let mut table = txn.open_table(LOGS)?;
+        let cursor = &mut cursor;
+        for (ts, text) in batch.lines {
+            if cursor.ts.as_deref() == Some(ts.as_str()) {
+                cursor.ts_count += 1;
+            } else {
+                cursor.ts = Some(ts);
+                cursor.ts_count = 1;
+            }
+            cursor.read += 1;
+            if cursor.seq < max_lines {
+                cursor.seq += 1;
+                table.insert((job.0, cursor.seq), text.as_str())?;
+            } else if !cursor.truncated {
+                cursor.truncated = true;
+                cursor.seq += 1;
+                let marker = format!(
+                    "[dtaas] this log reached its limit of {max_lines} lines \
+                     ({}); further lines were not kept",
+                    O::LIMIT_KEY
+                );
+                table.insert((job.0, cursor.seq), marker.as_str())?;
+            }
+        }
+    }
+    O::save_cursor(&txn, job, &cursor)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Appends one line written by the appliance itself (e.g. why a command could not start).
+pub(crate) fn append_note<O: LogOwner>(store: &Store, job: Id, text: &str) -> Result<()> {
+    let txn = store.write()?;
+    let Some(mut cursor) = O::load_cursor(&txn, job)? else {
+        return Ok(());
+    };
+    cursor.seq += 1;
+    txn.open_table(LOGS)?
+        .insert((job.0, cursor.seq), format!("[dtaas] {text}").as_str())?;
+    O::save_cursor(&txn, job, &cursor)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Wakes the live followers of a job's log.
+#[derive(Default)]
+pub struct LogHub {
+    waiters: Mutex<HashMap<Id, Arc<Notify>>>,
+}
+
+impl LogHub {
+    pub fn subscribe(&self, job: Id) -> Arc<Notify> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(job)
+            .or_default()
+            .clone()
+    }
+
+    pub fn notify(&self, job: Id) {
+        let waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = waiters.get(&job) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Forgets a job's waiters once it has ended and they have been told.
+    pub fn forget(&self, job: Id) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = waiters.remove(&job) {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// Which lines the engine sends again after a restart and must be skipped.
+struct Resume {
+    ts: Option<DateTime<Utc>>,
+    left_at_ts: u32,
+}
+
+impl Resume {
+    fn new(cursor: &LogCursor) -> Resume {
+        Resume {
+            ts: cursor
+                .ts
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            left_at_ts: cursor.ts_count,
+        }
+    }
+
+    fn since(&self) -> i32 {
+        self.ts
+            .map(|t| i32::try_from(t.timestamp()).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Whether a line with this timestamp was stored before.
+    fn skip(&mut self, ts: &str) -> bool {
+        let Some(last) = self.ts else { return false };
+        let Ok(t) = DateTime::parse_from_rfc3339(ts) else {
+            return false;
+        };
+        let t = t.with_timezone(&Utc);
+        if t < last {
+            true
+        } else if t == last && self.left_at_ts > 0 {
+            self.left_at_ts -= 1;
+            true
+        } else {
+            self.ts = None;
+            false
+        }
+    }
+}
+
+/// Follows a container's output until it ends, storing every line under `job` (a job or an
+/// instance).
+pub(crate) async fn follow_logs<O: LogOwner>(
+    app: App,
+    docker: Docker,
+    name: String,
+    job: Id,
+    cursor: LogCursor,
+    max_lines: u64,
+) {
+    let mut resume = Resume::new(&cursor);
+    let options = LogsOptionsBuilder::new()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .since(resume.since())
+        .build();
+    let mut stream = docker.logs(&name, Some(options));
+    let mut batch = Batch::default();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let flush_now = tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(output)) => {
+                    let bytes = output.into_bytes();
+                    for (ts, text) in split_frame(&bytes) {
+                        if !resume.skip(&ts) {
+                            batch.lines.push((ts, text));
+                        }
+                    }
+                    if deadline.is_none() && !batch.lines.is_empty() {
+                        deadline = Some(tokio::time::Instant::now() + LOG_FLUSH);
+                    }
+                    batch.lines.len() >= LOG_BATCH
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(%job, "log stream: {e}");
+                    break;
+                }
+                None => break,
+            },
+            _ = sleep_until(deadline) => true,
+        };
+        if flush_now && !batch.lines.is_empty() {
+            let lines = std::mem::take(&mut batch);
+            deadline = None;
+            let stored = app
+                .blocking(move |app| store_batch::<O>(&app.store, job, lines, max_lines, false))
+                .await;
+            if let Err(e) = stored {
+                tracing::error!(%job, "cannot store log lines: {e}");
+            }
+            app.runner.hub.notify(job);
+        }
+    }
+    if !batch.lines.is_empty() {
+        let stored = app
+            .blocking(move |app| store_batch::<O>(&app.store, job, batch, max_lines, false))
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(%job, "cannot store log lines: {e}");
+        }
+    }
+    app.runner.hub.notify(job);
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One frame of the engine's log stream, with timestamps on: `<RFC 3339> <text>\n`, possibly
+/// several lines.
+fn split_frame(bytes: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let (ts, rest) = match line.split_once(' ') {
+            Some((ts, rest)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' => (ts, rest),
+            _ => match out.last() {
+                Some((ts, _)) => {
+                    let ts: &String = ts;
+                    let ts = ts.clone();
+                    out.push((ts, line.to_owned()));
+                    continue;
+                }
+                None => ("", line),
+            },
+        };
+        out.push((ts.to_owned(), rest.to_owned()));
+    }
+    out
+}
+
