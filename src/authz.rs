@@ -17,18 +17,42 @@ use std::fmt;
 
 const OBJECTS: TableDefinition<u128, &[u8]> = TableDefinition::new("objects");
 const GRANTS: TableDefinition<(u128, u128), u8> = TableDefinition::new("grants");
+/// Trust membership: (principal, trust) -> [`Role`] bits.
+const MEMBERSHIPS: TableDefinition<(u128, u128), u8> = TableDefinition::new("trust_memberships");
+/// Objects placed in a trust: (object, trust) -> 0.
+const TRUST_OBJECTS: TableDefinition<(u128, u128), u8> = TableDefinition::new("trust_objects");
 
 /// The principal "every user": a grant to it applies to all user accounts.
 pub const ALL_USERS: Id = Id(1);
+/// The collection of prototypes: CREATE on it lets a principal register prototypes (every user
+/// holds it by default; an admin may revoke it like any grant).
+pub const PROTOTYPES: Id = Id(2);
 
 pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(OBJECTS)?;
     txn.open_table(GRANTS)?;
+    txn.open_table(MEMBERSHIPS)?;
+    txn.open_table(TRUST_OBJECTS)?;
+    let exists = txn.open_table(OBJECTS)?.get(PROTOTYPES.0)?.is_some();
+    if !exists {
+        let meta = ObjectMeta {
+            id: PROTOTYPES,
+            kind: Kind::Collection,
+            owner: None,
+            created: chrono::Utc::now(),
+        };
+        txn.open_table(OBJECTS)?
+            .insert(PROTOTYPES.0, encode(&meta)?.as_slice())?;
+        txn.open_table(GRANTS)?.insert(
+            (PROTOTYPES.0, ALL_USERS.0),
+            Caps::of(&[Capability::Discover, Capability::Create]).0,
+        )?;
+    }
     Ok(())
 }
 
 /// The seven capabilities of the DTaaS model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Capability {
     /// See the object's type and id.
@@ -127,6 +151,9 @@ pub enum Kind {
     Instance,
     Trust,
     Repository,
+    DelegationRequest,
+    /// A system collection (e.g. [`PROTOTYPES`]).
+    Collection,
 }
 
 impl Kind {
@@ -144,6 +171,26 @@ impl Kind {
             Kind::Instance => "Instance",
             Kind::Trust => "Trust",
             Kind::Repository => "Repository",
+            Kind::DelegationRequest => "Delegation request",
+            Kind::Collection => "Collection",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::ApiKey => "api_key",
+            Kind::Image => "image",
+            Kind::Build => "build",
+            Kind::Pipeline => "pipeline",
+            Kind::Job => "job",
+            Kind::Prototype => "prototype",
+            Kind::Servable => "servable",
+            Kind::Instance => "instance",
+            Kind::Trust => "trust",
+            Kind::Repository => "repository",
+            Kind::DelegationRequest => "delegation_request",
+            Kind::Collection => "collection",
         }
     }
 }
@@ -158,13 +205,23 @@ pub struct ObjectMeta {
     pub created: Timestamp,
 }
 
-/// Who is making a request: a user, or (later) a servable acting through its API key.
+/// Who is making a request: a user, or a servable acting through its API key.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub id: Id,
     pub kind: PrincipalKind,
     pub name: String,
     pub admin: bool,
+    /// The account it acts for: itself for a user, the owner of a servable. Objects a servable
+    /// creates belong to this account (and the servable holds every capability on them).
+    pub user: Id,
+}
+
+impl Principal {
+    /// The owner of what this principal creates.
+    pub fn owner(&self) -> Id {
+        self.user
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,10 +264,163 @@ pub fn grant(txn: &WriteTransaction, object: Id, principal: Id, caps: Caps) -> R
     Ok(())
 }
 
+/// Removes capabilities of `principal` on `object`; the grant goes when nothing is left.
+pub fn revoke(txn: &WriteTransaction, object: Id, principal: Id, caps: Caps) -> Result<Caps> {
+    let mut grants = txn.open_table(GRANTS)?;
+    let held = grants
+        .get((object.0, principal.0))?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    let left = held & !caps.0;
+    if left == 0 {
+        grants.remove((object.0, principal.0))?;
+    } else {
+        grants.insert((object.0, principal.0), left)?;
+    }
+    Ok(Caps(left))
+}
+
+/// Forgets every grant held by a principal that is gone (a deleted servable or trust), and its
+/// trust memberships.
+pub fn forget_principal(txn: &WriteTransaction, principal: Id) -> Result<()> {
+    let mut grants = txn.open_table(GRANTS)?;
+    let keys: Vec<(u128, u128)> = grants
+        .iter()?
+        .filter_map(|e| e.ok())
+        .map(|(k, _)| k.value())
+        .filter(|k| k.1 == principal.0)
+        .collect();
+    for k in keys {
+        grants.remove(k)?;
+    }
+    let mut memberships = txn.open_table(MEMBERSHIPS)?;
+    let keys: Vec<(u128, u128)> = memberships
+        .range((principal.0, 0)..=(principal.0, u128::MAX))?
+        .filter_map(|e| e.ok())
+        .map(|(k, _)| k.value())
+        .collect();
+    for k in keys {
+        memberships.remove(k)?;
+    }
+    Ok(())
+}
+
+/// Every explicit grant on an object: (principal, capabilities), in principal order.
+pub fn grants_on(txn: &ReadTransaction, object: Id) -> Result<Vec<(Id, Caps)>> {
+    let grants = txn.open_table(GRANTS)?;
+    let mut out = Vec::new();
+    for entry in grants.range((object.0, 0)..=(object.0, u128::MAX))? {
+        let (k, v) = entry?;
+        out.push((Id(k.value().1), Caps(v.value())));
+    }
+    Ok(out)
+}
+
+/// A principal's role in a trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Trustee,
+}
+
+impl Role {
+    fn bits(self) -> u8 {
+        match self {
+            Role::Member => 1,
+            Role::Trustee => 3,
+        }
+    }
+}
+
+/// Adds `principal` to `trust` in `role` (a trustee is also a member).
+pub fn set_membership(txn: &WriteTransaction, trust: Id, principal: Id, role: Role) -> Result<()> {
+    let mut table = txn.open_table(MEMBERSHIPS)?;
+    let held = table
+        .get((principal.0, trust.0))?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    table.insert((principal.0, trust.0), held | role.bits())?;
+    Ok(())
+}
+
+/// Removes `principal` from `trust` entirely.
+pub fn remove_membership(txn: &WriteTransaction, trust: Id, principal: Id) -> Result<bool> {
+    Ok(txn
+        .open_table(MEMBERSHIPS)?
+        .remove((principal.0, trust.0))?
+        .is_some())
+}
+
+/// The members of a trust with their roles (a scan: trusts are few and small).
+pub fn members_of(txn: &ReadTransaction, trust: Id) -> Result<Vec<(Id, Role)>> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(MEMBERSHIPS)?.iter()? {
+        let (k, v) = entry?;
+        let (principal, t) = k.value();
+        if t == trust.0 {
+            let role = if v.value() == Role::Trustee.bits() {
+                Role::Trustee
+            } else {
+                Role::Member
+            };
+            out.push((Id(principal), role));
+        }
+    }
+    Ok(out)
+}
+
+/// Places an object in a trust, or takes it out.
+pub fn set_trust_object(
+    txn: &WriteTransaction,
+    trust: Id,
+    object: Id,
+    inside: bool,
+) -> Result<bool> {
+    let mut table = txn.open_table(TRUST_OBJECTS)?;
+    Ok(if inside {
+        table.insert((object.0, trust.0), 0)?.is_none()
+    } else {
+        table.remove((object.0, trust.0))?.is_some()
+    })
+}
+
+/// The objects in a trust (a scan).
+pub fn trust_objects(txn: &ReadTransaction, trust: Id) -> Result<Vec<Id>> {
+    let mut out = Vec::new();
+    for entry in txn.open_table(TRUST_OBJECTS)?.iter()? {
+        let (k, _) = entry?;
+        let (object, t) = k.value();
+        if t == trust.0 {
+            out.push(Id(object));
+        }
+    }
+    Ok(out)
+}
+
+/// Forgets a trust's memberships and placements (when the trust is deleted).
+pub fn forget_trust(txn: &WriteTransaction, trust: Id) -> Result<()> {
+    for table in [MEMBERSHIPS, TRUST_OBJECTS] {
+        let mut t = txn.open_table(table)?;
+        let keys: Vec<(u128, u128)> = t
+            .iter()?
+            .filter_map(|e| e.ok())
+            .map(|(k, _)| k.value())
+            .filter(|k| k.1 == trust.0)
+            .collect();
+        for k in keys {
+            t.remove(k)?;
+        }
+    }
+    Ok(())
+}
+
 /// The view of the object tables the check reads, from a read or a write transaction.
 pub struct Acl<O, G> {
     objects: O,
     grants: G,
+    memberships: G,
+    trust_objects: G,
 }
 
 impl Acl<redb::ReadOnlyTable<u128, &'static [u8]>, redb::ReadOnlyTable<(u128, u128), u8>> {
@@ -218,15 +428,21 @@ impl Acl<redb::ReadOnlyTable<u128, &'static [u8]>, redb::ReadOnlyTable<(u128, u1
         Ok(Acl {
             objects: txn.open_table(OBJECTS)?,
             grants: txn.open_table(GRANTS)?,
+            memberships: txn.open_table(MEMBERSHIPS)?,
+            trust_objects: txn.open_table(TRUST_OBJECTS)?,
         })
     }
 }
 
 impl<'t> Acl<redb::Table<'t, u128, &'static [u8]>, redb::Table<'t, (u128, u128), u8>> {
+    /// The check inside a write transaction. It opens the grant tables, so a caller that also
+    /// writes grants must drop this view first (see [`grant`]).
     pub fn write(txn: &'t WriteTransaction) -> Result<Self> {
         Ok(Acl {
             objects: txn.open_table(OBJECTS)?,
             grants: txn.open_table(GRANTS)?,
+            memberships: txn.open_table(MEMBERSHIPS)?,
+            trust_objects: txn.open_table(TRUST_OBJECTS)?,
         })
     }
 }
@@ -236,6 +452,14 @@ where
     O: ReadableTable<u128, &'static [u8]>,
     G: ReadableTable<(u128, u128), u8>,
 {
+    fn granted(&self, object: Id, principal: Id) -> Result<u8> {
+        Ok(self
+            .grants
+            .get((object.0, principal.0))?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    }
+
     pub fn object(&self, id: Id) -> Result<Option<ObjectMeta>> {
         match self.objects.get(id.0)? {
             Some(v) => Ok(Some(decode(v.value())?)),
@@ -248,19 +472,24 @@ where
         if principal.admin || meta.owner == Some(principal.id) {
             return Ok(Caps::ALL);
         }
-        let mut caps = Caps(
-            self.grants
-                .get((meta.id.0, principal.id.0))?
-                .map(|v| v.value())
-                .unwrap_or(0),
-        );
+        let mut caps = Caps(self.granted(meta.id, principal.id)?);
         if principal.kind == PrincipalKind::User {
-            let everyone = self
-                .grants
-                .get((meta.id.0, ALL_USERS.0))?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            caps = caps.union(Caps(everyone));
+            caps = caps.union(Caps(self.granted(meta.id, ALL_USERS)?));
+        }
+        // Trusts: what is granted to a trust applies to its members; trustees hold MANAGE on
+        // everything placed in it.
+        for entry in self
+            .memberships
+            .range((principal.id.0, 0)..=(principal.id.0, u128::MAX))?
+        {
+            let (k, role) = entry?;
+            let trust = Id(k.value().1);
+            caps = caps.union(Caps(self.granted(meta.id, trust)?));
+            if role.value() == Role::Trustee.bits()
+                && self.trust_objects.get((meta.id.0, trust.0))?.is_some()
+            {
+                caps = caps.union(Caps::of(&[Capability::Manage]));
+            }
         }
         Ok(caps)
     }

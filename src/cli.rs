@@ -30,6 +30,8 @@ enum Command {
     Serve(ServeArgs),
     /// Administer a server on this machine (through its admin socket, or its stopped database).
     Admin(AdminArgs),
+    /// Print the OpenAPI document of the /v1 API (as served at /v1/doc/openapi.json).
+    Openapi,
 }
 
 #[derive(Args)]
@@ -179,6 +181,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             init_logging(&config);
             crate::server::serve(config, Arc::new(SystemClock)).await
+        }
+        Command::Openapi => {
+            let doc = crate::api::openapi::document()
+                .to_pretty_json()
+                .map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
+            println!("{doc}");
+            Ok(())
         }
         Command::Admin(args) => {
             let flags = ServerFlags {

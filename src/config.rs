@@ -31,6 +31,43 @@ pub struct Config {
     pub images: ImagesConfig,
     pub limits: LimitsConfig,
     pub registry: RegistryConfig,
+    pub servables: ServablesConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServablesConfig {
+    /// The Docker network servables share (created when missing). Empty: one per installation,
+    /// `dtaas-<installation id>`.
+    pub network: String,
+    /// HTTP-type servables answer at `<servable id>.<apps_domain>`. `localhost` works out of the
+    /// box: browsers and curl resolve `*.localhost` to the loopback address.
+    pub apps_domain: String,
+    /// The appliance's URL as containers see it (`DTAAS_URL`). Empty: the server also listens on
+    /// the servable network's gateway address, on the main listener's port when free.
+    pub api_url: String,
+    /// The longest wait between restarts of a failing daemon or app (doubling from 1 s).
+    pub restart_backoff_max_secs: u64,
+    /// How often daemon volumes are measured against their `volume_size`.
+    pub volume_check_secs: u64,
+    /// Seconds a stopping container gets between SIGTERM and SIGKILL.
+    pub stop_timeout_secs: u32,
+    /// Log lines kept per instance.
+    pub max_log_lines: u64,
+}
+
+impl Default for ServablesConfig {
+    fn default() -> Self {
+        ServablesConfig {
+            network: String::new(),
+            apps_domain: "localhost".into(),
+            api_url: String::new(),
+            restart_backoff_max_secs: 60,
+            volume_check_secs: 30,
+            stop_timeout_secs: 10,
+            max_log_lines: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -213,6 +250,7 @@ impl Default for Config {
             images: ImagesConfig::default(),
             limits: LimitsConfig::default(),
             registry: RegistryConfig::default(),
+            servables: ServablesConfig::default(),
         }
     }
 }

@@ -34,6 +34,16 @@ pub enum Error {
     /// Too many attempts; retry after the given number of seconds (429).
     #[error("too many failed attempts, retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// Input with several problems, each naming what it concerns (400; 409 when every problem
+    /// is a conflict with what exists).
+    #[error("{}", summarize(.0))]
+    Problems(Vec<Problem>),
+    /// The target exists but cannot serve now (503), e.g. an app with no running instance.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An upstream (an app behind the proxy) failed (502).
+    #[error("{0}")]
+    BadGateway(String),
     /// The Docker engine cannot be reached (503).
     #[error("the Docker engine is unavailable: {0}")]
     EngineUnavailable(String),
@@ -43,6 +53,39 @@ pub enum Error {
     /// Anything else that is the appliance's fault (500).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// One problem of an input: which item (e.g. a prototype), which field, and why.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    pub item: String,
+    pub field: String,
+    pub message: String,
+    /// The problem is a conflict with something that exists (e.g. a name already taken).
+    #[serde(skip)]
+    pub conflict: bool,
+}
+
+impl Problem {
+    pub fn new(item: &str, field: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            item: item.to_owned(),
+            field: field.to_owned(),
+            message: message.into(),
+            conflict: false,
+        }
+    }
+}
+
+fn summarize(problems: &[Problem]) -> String {
+    let mut out = format!("{} problem(s): ", problems.len());
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&format!("{}.{}: {}", p.item, p.field, p.message));
+    }
+    out
 }
 
 impl Error {
@@ -74,6 +117,12 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Problems(p) if !p.is_empty() && p.iter().all(|p| p.conflict) => {
+                StatusCode::CONFLICT
+            }
+            Error::Problems(_) => StatusCode::BAD_REQUEST,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Error::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,6 +138,9 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::RateLimited { .. } => "rate_limited",
+            Error::Problems(_) => "invalid",
+            Error::Unavailable(_) => "unavailable",
+            Error::BadGateway(_) => "bad_gateway",
             Error::EngineUnavailable(_) => "engine_unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
         }
@@ -100,6 +152,8 @@ impl Error {
 pub struct ErrorInfo {
     pub code: &'static str,
     pub message: String,
+    /// Per-item problems, for faces that can show them.
+    pub details: Option<Vec<Problem>>,
 }
 
 impl IntoResponse for Error {
@@ -114,6 +168,7 @@ impl IntoResponse for Error {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
+        let code = self.code();
         let message = match &self {
             // Do not leak storage internals to clients; the log has the details.
             Error::Store(_) | Error::Internal(_) => {
@@ -121,9 +176,14 @@ impl IntoResponse for Error {
             }
             other => other.to_string(),
         };
+        let details = match self {
+            Error::Problems(p) => Some(p),
+            _ => None,
+        };
         response.extensions_mut().insert(ErrorInfo {
-            code: self.code(),
+            code,
             message,
+            details,
         });
         response
     }

@@ -70,3 +70,18 @@ impl<'de> Deserialize<'de> for Id {
         Id::parse(&s).ok_or_else(|| serde::de::Error::custom(BadId))
     }
 }
+
+/// In the OpenAPI document: a string of 32 lowercase hex digits.
+impl utoipa::PartialSchema for Id {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[0-9a-f]{32}$"))
+            .description(Some("An object id: a UUID v7 as 32 lowercase hex digits"))
+            .examples([serde_json::json!("0190b1f3c4d27a8e9b1c2d3e4f506172")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Id {}

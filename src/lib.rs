@@ -17,8 +17,11 @@ pub mod id;
 pub mod images;
 pub mod jobs;
 pub mod logs;
+pub mod proxy;
 pub mod registry;
+pub mod servables;
 pub mod server;
 pub mod store;
+pub mod trusts;
 
 pub use error::{Error, Result};

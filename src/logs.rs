@@ -345,4 +345,3 @@ fn split_frame(bytes: &[u8]) -> Vec<(String, String)> {
     }
     out
 }
-

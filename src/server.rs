@@ -35,6 +35,10 @@ pub struct AppInner {
     pub installation: Id,
     pub runner: Runner,
     pub registry: crate::registry::Registry,
+    pub servables: crate::servables::runtime::Runtime,
+    pub proxy: crate::proxy::Proxy,
+    /// The main listener's address, once bound.
+    pub listen_addr: std::sync::OnceLock<SocketAddr>,
     pub build_slots: Semaphore,
     /// Background work (builds, pipeline runs); waited for at shutdown.
     pub tasks: TaskTracker,
@@ -76,6 +80,9 @@ impl App {
                     source,
                 }
             })?,
+            servables: Default::default(),
+            proxy: crate::proxy::Proxy::new(),
+            listen_addr: std::sync::OnceLock::new(),
             build_slots: Semaphore::new(config.images.max_parallel_builds as usize),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -84,6 +91,14 @@ impl App {
             clock,
             config,
         })))
+    }
+
+    /// The main listener's address (the configured one until bound).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listen_addr
+            .get()
+            .copied()
+            .unwrap_or(self.config.listen)
     }
 
     pub fn now(&self) -> crate::clock::Timestamp {
@@ -120,6 +135,9 @@ pub async fn launch_with_listener(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    if let Ok(addr) = listener.local_addr() {
+        let _ = app.listen_addr.set(addr);
+    }
     let admin = crate::admin::AdminSocket::bind(app.clone())?;
     let admin_task = tokio::spawn(admin.serve(wait_for_stop(stop_rx.clone())));
 
@@ -137,6 +155,7 @@ pub async fn launch_with_listener(
     }
     crate::jobs::runner::start(&app);
     crate::registry::gc::start(&app);
+    crate::servables::runtime::start_background(&app);
 
     let router = crate::api::router(app.clone());
     let result = axum::serve(

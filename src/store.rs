@@ -125,6 +125,8 @@ pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
     crate::images::init_tables(&txn)?;
     crate::jobs::init_tables(&txn)?;
     crate::logs::init_tables(&txn)?;
+    crate::servables::init_tables(&txn)?;
+    crate::trusts::init_tables(&txn)?;
     crate::registry::init_tables(&txn)?;
     txn.commit()?;
     Ok(store)

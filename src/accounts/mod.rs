@@ -7,13 +7,16 @@ mod password;
 mod sessions;
 mod users;
 
-pub use api_keys::{ApiKey, KEY_PREFIX, NewApiKey, create_api_key, list_api_keys, revoke_api_key};
+pub use api_keys::{
+    ApiKey, KEY_PREFIX, NewApiKey, create_api_key, delete_api_key, list_api_keys, revoke_api_key,
+};
 pub use limiter::LoginLimiter;
 pub use password::{burn_verification, hash_password, verify_password};
 pub use sessions::{NewSession, Session, SessionPolicy, create_session, delete_session};
 pub use users::{
     NewUser, User, confirm, create_user, find_user_by_login, get_user, list_users,
-    registration_mode, set_disabled, set_password, set_registration_mode, validate_new_account,
+    registration_mode, set_disabled, set_password, set_registration_mode, set_setting, setting,
+    validate_new_account,
 };
 
 use crate::authz::{Principal, PrincipalKind};
@@ -84,10 +87,13 @@ pub fn authenticate_api_key(store: &Store, key: &str, now: Timestamp) -> Result<
     principal_for(store, key.principal)
 }
 
-fn principal_for(store: &Store, user_id: crate::id::Id) -> Result<Principal> {
-    let user = get_user(store, user_id)?
-        .ok_or_else(|| Error::unauthorized("the account behind these credentials is gone"))?;
-    user_principal(&user)
+/// The principal behind credentials: a user, or a servable (whose keys its instances hold).
+fn principal_for(store: &Store, id: crate::id::Id) -> Result<Principal> {
+    let gone = || Error::unauthorized("the account behind these credentials is gone");
+    match get_user(store, id)? {
+        Some(user) => user_principal(&user),
+        None => crate::servables::servable_principal(store, id)?.ok_or_else(gone),
+    }
 }
 
 /// The principal of an account, unless it is disabled.
@@ -100,5 +106,6 @@ pub fn user_principal(user: &User) -> Result<Principal> {
         kind: PrincipalKind::User,
         name: user.login.clone(),
         admin: user.admin,
+        user: user.id,
     })
 }

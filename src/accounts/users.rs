@@ -269,20 +269,26 @@ fn delete_sessions_of(txn: &WriteTransaction, user: Id) -> Result<()> {
 
 /// The registration mode in force: an admin's setting in the database wins over the config file.
 pub fn registration_mode(store: &Store, configured: RegistrationMode) -> Result<RegistrationMode> {
-    let txn = store.read()?;
-    let settings = txn.open_table(SETTINGS)?;
-    Ok(
-        match settings.get("registration")?.map(|v| v.value().to_owned()) {
-            Some(s) => s.parse().unwrap_or(configured),
-            None => configured,
-        },
-    )
+    Ok(match setting(store, "registration")? {
+        Some(s) => s.parse().unwrap_or(configured),
+        None => configured,
+    })
 }
 
 pub fn set_registration_mode(store: &Store, mode: RegistrationMode) -> Result<()> {
+    set_setting(store, "registration", mode.as_str())
+}
+
+/// A setting the appliance keeps in its database (changed at run time, survives restarts).
+pub fn setting(store: &Store, key: &str) -> Result<Option<String>> {
+    let txn = store.read()?;
+    let settings = txn.open_table(SETTINGS)?;
+    Ok(settings.get(key)?.map(|v| v.value().to_owned()))
+}
+
+pub fn set_setting(store: &Store, key: &str, value: &str) -> Result<()> {
     let txn = store.write()?;
-    txn.open_table(SETTINGS)?
-        .insert("registration", mode.as_str())?;
+    txn.open_table(SETTINGS)?.insert(key, value)?;
     txn.commit()?;
     Ok(())
 }

@@ -26,10 +26,12 @@ pub async fn kabuto(response: Response) -> Response {
 
 /// The /v1 dialect: `{"error": {"code": "...", "message": "..."}}`.
 pub async fn v1(response: Response) -> Response {
-    render(
-        response,
-        |info| json!({ "error": { "code": info.code, "message": info.message } }),
-    )
+    render(response, |info| match info.details {
+        Some(details) => json!({
+            "error": { "code": info.code, "message": info.message, "details": details }
+        }),
+        None => json!({ "error": { "code": info.code, "message": info.message } }),
+    })
 }
 
 pub async fn not_found() -> Error {

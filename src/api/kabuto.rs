@@ -19,7 +19,10 @@ pub fn routes() -> Router<App> {
         .route("/", get(whoami))
         .route("/register", post(register))
         .route("/register/confirm/{login}/{token}", get(confirm))
-        .route("/login", post(login))
+        .route("/login", post(login).get(login_page))
+        // On an app host the proxy leaves these to the appliance (see `proxy::host_layer`).
+        .route("/.dtaas/login", post(login).get(login_page))
+        .route("/.dtaas/logout", post(logout))
         .route("/logout", post(logout))
 }
 
@@ -82,6 +85,42 @@ async fn confirm(
 struct LoginForm {
     login: String,
     password: String,
+    /// Where a browser goes once logged in (a path on this host), e.g. back to an app.
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// A path on this host, not another site (`//evil`, `/\evil` and absolute URLs are refused).
+fn safe_next(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+}
+
+#[derive(Deserialize)]
+struct LoginPageQuery {
+    next: Option<String>,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&#39;")
+}
+
+/// The browser's login form (the app proxy sends people here). It posts to `/login` on the
+/// same host (on an app host the proxy maps `/.dtaas/login` there), which returns to `next`.
+async fn login_page(
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    axum::extract::Query(q): axum::extract::Query<LoginPageQuery>,
+) -> axum::response::Html<String> {
+    const TEMPLATE: &str = include_str!("../../templates/login.html");
+    let next = safe_next(q.next.as_deref()).unwrap_or("/");
+    axum::response::Html(
+        TEMPLATE
+            .replace("{{action}}", &html_escape(uri.path()))
+            .replace("{{next}}", &html_escape(next)),
+    )
 }
 
 async fn login(
@@ -89,7 +128,8 @@ async fn login(
     ClientAddr(addr): ClientAddr,
     jar: CookieJar,
     FormOrJson(form): FormOrJson<LoginForm>,
-) -> Result<(CookieJar, Json<Value>)> {
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
     let now = app.now();
     if let Some(retry_after) = app.limiter.blocked_for(addr, &form.login, now) {
         return Err(Error::RateLimited { retry_after });
@@ -134,7 +174,11 @@ async fn login(
         .path("/")
         .max_age(cookie::time::Duration::seconds(max_age))
         .build();
-    Ok((jar.add(cookie), Json(json!({ "login": "success" }))))
+    let jar = jar.add(cookie);
+    Ok(match safe_next(form.next.as_deref()) {
+        Some(next) => (jar, axum::response::Redirect::to(next)).into_response(),
+        None => (jar, Json(json!({ "login": "success" }))).into_response(),
+    })
 }
 
 async fn logout(State(app): State<App>, jar: CookieJar) -> Result<(CookieJar, Json<Value>)> {

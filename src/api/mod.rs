@@ -15,9 +15,12 @@ pub mod faces;
 pub mod health;
 pub mod kabuto;
 pub mod kabuto_jobs;
+pub mod openapi;
 pub mod upload;
 pub mod v1;
+pub mod v1_access;
 pub mod v1_jobs;
+pub mod v1_model;
 pub mod views;
 
 use crate::server::App;
@@ -35,14 +38,25 @@ pub fn router(app: App) -> Router {
         .merge(kabuto_jobs::routes(upload_limit))
         .merge(crate::registry::routes())
         .merge(health::routes())
-        .nest(
-            "/v1",
-            v1::routes().layer(middleware::map_response(faces::v1)),
-        )
+        .merge(v1_router())
+        .merge(crate::proxy::routes())
         .fallback(faces::not_found)
         .layer(middleware::map_response(faces::kabuto))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::proxy::host_layer,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
+}
+
+/// /v1 with its documentation and its error dialect.
+fn v1_router() -> Router<App> {
+    let (router, api) = v1::routes().split_for_parts();
+    router
+        .merge(openapi::routes(openapi::finish(api)))
+        .route("/v1/{*rest}", axum::routing::any(faces::not_found))
+        .layer(middleware::map_response(faces::v1))
 }
 
 /// One log line per request: method, path, status, latency. Paths that carry secrets (the

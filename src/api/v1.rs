@@ -1,31 +1,55 @@
-//! The JSON API under /v1 (the accounts part: who am I, API keys, the engine).
+//! The JSON API under /v1: who am I, API keys, the engine here; jobs, the DTaaS model and
+//! access in their own modules. Every route is documented (see [`super::openapi`]).
 
 use super::auth::Auth;
 use super::body::JsonBody;
+use super::openapi::ErrorBody;
 use crate::accounts::{self, ApiKey};
 use crate::engine::EngineInfo;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::server::App;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/me", get(me))
-        .route("/api-keys", get(list_keys).post(create_key))
-        .route("/api-keys/{id}", delete(revoke_key))
-        .route("/engine", get(engine))
+/// Every /v1 route, with its documentation (paths relative to /v1 until nested).
+pub fn routes() -> OpenApiRouter<App> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(engine))
         .merge(super::v1_jobs::routes())
-        .fallback(super::faces::not_found)
+        .merge(super::v1_model::routes())
+        .merge(super::v1_access::routes());
+    OpenApiRouter::new().nest("/v1", v1)
 }
 
+/// Who the caller is: a user, or a servable (through its mounted key) with its ids and config.
+#[utoipa::path(get, path = "/me", tag = "accounts",
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
 async fn me(State(app): State<App>, Auth(principal): Auth) -> Result<Json<Value>> {
+    if principal.kind == crate::authz::PrincipalKind::Servable {
+        let servable = crate::servables::get_servable(&app.store, principal.id)?
+            .ok_or_else(|| Error::not_found("Servable not found"))?;
+        return Ok(Json(json!({
+            "id": servable.id,
+            "kind": "servable",
+            "name": servable.name,
+            "type": servable.kind,
+            "owner": servable.owner,
+            "prototype": servable.prototype,
+            "instance": servable.current,
+            "config": servable.config,
+        })));
+    }
     let user = accounts::get_user(&app.store, principal.id)?
         .ok_or_else(|| Error::not_found("User not found"))?;
     Ok(Json(json!({
@@ -38,11 +62,13 @@ async fn me(State(app): State<App>, Auth(principal): Auth) -> Result<Json<Value>
     })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct KeyView {
     id: Id,
     name: String,
+    #[schema(value_type = String, format = DateTime)]
     created: chrono::DateTime<chrono::Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     expires: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -57,12 +83,15 @@ impl From<ApiKey> for KeyView {
     }
 }
 
+/// The caller's API keys (never their secrets).
+#[utoipa::path(get, path = "/api-keys", tag = "accounts",
+    responses((status = 200, body = [KeyView]), (status = 401, body = ErrorBody)))]
 async fn list_keys(State(app): State<App>, Auth(principal): Auth) -> Result<Json<Vec<KeyView>>> {
     let keys = accounts::list_api_keys(&app.store, principal.id)?;
     Ok(Json(keys.into_iter().map(KeyView::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
     name: String,
@@ -71,6 +100,9 @@ struct NewKey {
     expires_in_days: Option<u32>,
 }
 
+/// A new API key for the caller; the secret (`key`) is shown once.
+#[utoipa::path(post, path = "/api-keys", tag = "accounts", request_body = NewKey,
+    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn create_key(
     State(app): State<App>,
     Auth(principal): Auth,
@@ -97,6 +129,9 @@ async fn create_key(
     ))
 }
 
+/// Revokes one of the caller's keys (DELETE on it).
+#[utoipa::path(delete, path = "/api-keys/{id}", tag = "accounts", params(("id" = Id, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn revoke_key(
     State(app): State<App>,
     Auth(principal): Auth,
@@ -108,6 +143,9 @@ async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn engine(State(app): State<App>, Auth(_): Auth) -> Result<Json<EngineInfo>> {
+/// The Docker engine the appliance runs on.
+#[utoipa::path(get, path = "/engine", tag = "accounts",
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn engine(State(app): State<App>, Auth(_caller): Auth) -> Result<Json<EngineInfo>> {
     Ok(Json(app.engine.info().await?))
 }

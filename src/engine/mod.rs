@@ -170,6 +170,78 @@ impl Engine {
         self.add_aliases(&docker, tag).await
     }
 
+    /// Runs a short command in a container of the base image (no network) with `binds`, waits
+    /// for it, removes it, and returns its exit code and output. For chores the server cannot
+    /// do itself: removing files a container's root left, measuring a volume.
+    pub async fn run_utility(
+        &self,
+        labels: HashMap<String, String>,
+        cmd: &[&str],
+        binds: Vec<String>,
+    ) -> Result<(i64, String)> {
+        use bollard::models::{ContainerCreateBody, HostConfig};
+        use bollard::query_parameters::{
+            CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+        };
+        use futures_util::StreamExt;
+
+        let docker = self.client().await?;
+        self.ensure_base_image(BASE_IMAGE).await?;
+        let name = format!("dtaas-util-{}", Id::new());
+        let body = ContainerCreateBody {
+            image: Some(BASE_IMAGE.to_owned()),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(binds),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let failed = |what: &str, e: bollard::errors::Error| {
+            Error::EngineUnavailable(format!("{what} a utility container: {e}"))
+        };
+        docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| failed("creating", e))?;
+        let result = async {
+            docker
+                .start_container(&name, None)
+                .await
+                .map_err(|e| failed("starting", e))?;
+            let mut code = -1;
+            let mut wait = docker.wait_container(&name, None);
+            while let Some(item) = wait.next().await {
+                match item {
+                    Ok(r) => code = r.status_code,
+                    Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => {
+                        code = c
+                    }
+                    Err(_) => {}
+                }
+            }
+            let mut output = String::new();
+            let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+            let mut logs = docker.logs(&name, Some(options));
+            while let Some(Ok(chunk)) = logs.next().await {
+                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+            Ok::<_, Error>((code, output))
+        }
+        .await;
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = docker.remove_container(&name, Some(options)).await;
+        result
+    }
+
     async fn add_aliases(&self, docker: &Docker, tag: &str) -> Result<()> {
         use bollard::query_parameters::TagImageOptionsBuilder;
         for alias in BASE_ALIASES {

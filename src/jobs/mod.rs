@@ -12,8 +12,8 @@ mod results;
 pub mod runner;
 mod usage;
 
-pub use crate::logs::{LogHub, LogLine, read_logs};
 use crate::logs;
+pub use crate::logs::{LogHub, LogLine, read_logs};
 pub use runner::Runner;
 
 use crate::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};

@@ -11,7 +11,6 @@
 //! durably, container removed. A crash between two steps repeats only the steps after the last
 //! one that reached the database.
 
-use crate::logs::{LogHub, append_note, follow_logs};
 use super::usage::{Probe, Usage};
 use super::{
     Job, JobState, Next, cancel_rest, claim_next, inbox_dir, queued_pipelines, result_path,
@@ -19,6 +18,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::logs::{LogHub, append_note, follow_logs};
 use crate::server::App;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -535,44 +535,11 @@ pub(crate) async fn remove_tree(app: &App, path: &std::path::Path) {
 }
 
 async fn remove_as_root(app: &App, dir: &std::path::Path) -> Result<()> {
-    let docker = app.engine.client().await?;
+    let labels = crate::engine::labels(&app.installation, &[("dtaas.kind", "cleanup")]);
+    let binds = vec![format!("{}:/trash", dir.display())];
     app.engine
-        .ensure_base_image(crate::engine::BASE_IMAGE)
+        .run_utility(labels, &["rm", "-rf", "/trash"], binds)
         .await?;
-    let name = format!("dtaas-cleanup-{}", Id::new());
-    let body = ContainerCreateBody {
-        image: Some(crate::engine::BASE_IMAGE.to_owned()),
-        cmd: Some(vec!["rm".into(), "-rf".into(), "/trash".into()]),
-        labels: Some(crate::engine::labels(
-            &app.installation,
-            &[("dtaas.kind", "cleanup")],
-        )),
-        host_config: Some(HostConfig {
-            binds: Some(vec![format!("{}:/trash", dir.display())]),
-            network_mode: Some("none".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-            body,
-        )
-        .await
-        .map_err(|e| engine_error("creating a cleanup container", e))?;
-    let result = async {
-        docker
-            .start_container(&name, None)
-            .await
-            .map_err(|e| engine_error("starting a cleanup container", e))?;
-        let mut wait = docker.wait_container(&name, None);
-        while wait.next().await.is_some() {}
-        Ok::<_, Error>(())
-    }
-    .await;
-    remove_container(&docker, &name).await;
-    result?;
     // The mount point itself is ours.
     let _ = tokio::fs::remove_dir(dir).await;
     Ok(())
