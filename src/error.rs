@@ -159,7 +159,7 @@ pub struct ErrorInfo {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if matches!(self, Error::Store(_) | Error::Internal(_)) {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = status.into_response();

@@ -9,8 +9,9 @@
 //!
 //! The host form gives every app its own browser origin, so an app's scripts cannot reach the
 //! appliance's API with the user's cookie; the path form shares the appliance's origin and is
-//! meant for quick access with curl or trusted apps. [`host_layer`] wraps the whole router (it
-//! must see requests before routing, see its docs); [`routes`] serves the path form.
+//! meant for quick access with curl or trusted apps. [`host_layer`] is a layer over every route
+//! (and the fallback), so an app host's requests never reach a handler; [`routes`] serves the
+//! path form.
 //!
 //! Access control (on unless the servable was created without it): the caller needs REQUEST on
 //! the servable, by session cookie or `Authorization: Bearer dtaas_...`. The appliance's own
@@ -110,10 +111,10 @@ impl Default for Proxy {
     }
 }
 
-/// The host form. Wraps the whole router, as
-/// `axum::middleware::from_fn_with_state(app, host_layer).layer(router)`: a request whose host
-/// is `<servable id>.<apps_domain>` (any port) is proxied with its path unchanged and never
-/// reaches the router; any other request runs `next`.
+/// The host form, as a `Router::layer` (`middleware::from_fn_with_state(app, host_layer)`) over
+/// every route and the fallback: a request whose host is `<servable id>.<apps_domain>` (any
+/// port) is proxied with its path unchanged and never reaches a handler, whatever route its path
+/// matched; any other request runs `next`.
 ///
 /// On an app host, `/.dtaas/login` and `/.dtaas/logout` reach the appliance's login routes
 /// (the router serves them under that prefix too), so the session cookie the login sets belongs

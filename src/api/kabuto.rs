@@ -92,7 +92,13 @@ struct LoginForm {
 
 /// A path on this host, not another site (`//evil`, `/\evil` and absolute URLs are refused).
 fn safe_next(next: Option<&str>) -> Option<&str> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n.contains('\\')
+            // Browsers drop tabs and newlines from URLs: `/%09/evil` would become `//evil`.
+            && !n.bytes().any(|b| b < 0x20 || b == 0x7f)
+    })
 }
 
 #[derive(Deserialize)]

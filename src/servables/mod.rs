@@ -270,7 +270,9 @@ impl LogOwner for Instance {
     }
 
     fn save_cursor(txn: &WriteTransaction, id: Id, cursor: &LogCursor) -> Result<()> {
-        if let Some(mut i) = get_record::<Instance>(&txn.open_table(INSTANCES)?, id)? {
+        // Read in its own statement: the table handle must be gone before `put_record` opens it.
+        let instance = get_record::<Instance>(&txn.open_table(INSTANCES)?, id)?;
+        if let Some(mut i) = instance {
             i.log = cursor.clone();
             put_record(txn, INSTANCES, id, &i)?;
         }
@@ -556,7 +558,8 @@ pub async fn delete_instance(app: &App, caller: &Principal, id: Id) -> Result<()
         txn.open_table(INSTANCES)?.remove(id.0)?;
         logs::delete_logs(&txn, id)?;
         authz::delete_object(&txn, id)?;
-        if let Some(mut s) = get_record::<Servable>(&txn.open_table(SERVABLES)?, instance.servable)?
+        let servable = get_record::<Servable>(&txn.open_table(SERVABLES)?, instance.servable)?;
+        if let Some(mut s) = servable
             && s.current == Some(id)
         {
             s.current = None;
@@ -593,12 +596,9 @@ pub async fn proxy_target(app: &App, id: Id) -> Result<ProxyTarget> {
         .filter(|i| i.state == InstanceState::Running)
         .and_then(|i| i.ipv4_address)
         .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        // No name in the message: this answers callers not checked yet.
         .ok_or_else(|| {
-            Error::Unavailable(format!(
-                "the {} {:?} is not running",
-                servable.kind.as_str(),
-                servable.name
-            ))
+            Error::Unavailable(format!("this {} is not running", servable.kind.as_str()))
         })?;
     Ok(ProxyTarget {
         servable: id,

@@ -351,9 +351,12 @@ pub(crate) fn note_output(
     }
     let current =
         get_record::<Servable>(&txn.open_table(SERVABLES)?, creator.id)?.and_then(|s| s.current);
-    if let Some(instance_id) = current
-        && let Some(mut instance) =
-            get_record::<Instance>(&txn.open_table(INSTANCES)?, instance_id)?
+    let Some(instance_id) = current else {
+        return Ok(());
+    };
+    // Read in its own statement: the table handle must be gone before `put_record` opens it.
+    let instance = get_record::<Instance>(&txn.open_table(INSTANCES)?, instance_id)?;
+    if let Some(mut instance) = instance
         && instance.state.is_active()
     {
         instance.outputs.push(Output {
@@ -527,10 +530,9 @@ async fn create_container(
         .await
     {
         Ok(_) => {}
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        }) if r.disk > 0 && status_code < 500 && message.contains("storage-opt") => {
+        Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+            if r.disk > 0 && message.contains("storage-opt") =>
+        {
             // overlay2 caps a container's writable layer only on xfs with project quotas.
             unenforced.push(format!(
                 "disk: not enforceable on this engine's storage ({message})"

@@ -42,6 +42,14 @@ impl Drop for EngineCleanup {
                 vec!["ps", "-aq", "--filter", &filter],
                 vec!["rm", "-f", "-v"],
             ),
+            (
+                vec!["network", "ls", "-q", "--filter", &filter],
+                vec!["network", "rm"],
+            ),
+            (
+                vec!["volume", "ls", "-q", "--filter", &filter],
+                vec!["volume", "rm", "-f"],
+            ),
             (vec!["images", "-q", "--filter", &filter], vec!["rmi", "-f"]),
         ] {
             let Ok(out) = std::process::Command::new("docker").args(&list).output() else {
@@ -368,4 +376,183 @@ impl ProcessServer {
     pub async fn kill9(mut self) {
         self.child.kill().await.expect("SIGKILL the server");
     }
+}
+
+/// The docker CLI with its own config directory (credentials do not leak between tests).
+pub async fn docker_cli(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_CONFIG", config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the docker CLI");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().await.expect("docker runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Builds `context` (its Dockerfile) with the real docker CLI as `<server>/<name>:<tag>`, pushes
+/// it into the server's registry as `login`, and removes the local tag again. An empty context
+/// pushes the busybox base image itself.
+pub async fn push_image(
+    server: &TestServer,
+    login: &str,
+    context: Option<&Path>,
+    name: &str,
+    tag: &str,
+) {
+    push_image_to(&server.addr.to_string(), login, context, name, tag).await
+}
+
+/// [`push_image`] for a server at `addr` (`127.0.0.1:PORT`).
+pub async fn push_image_to(addr: &str, login: &str, context: Option<&Path>, name: &str, tag: &str) {
+    base_image().await;
+    let config = tempfile::tempdir().expect("docker config dir");
+    let (ok, out) = docker_cli(
+        config.path(),
+        &["login", "-u", login, "--password-stdin", addr],
+        Some(PASSWORD),
+    )
+    .await;
+    assert!(ok, "docker login: {out}");
+    let target = format!("{addr}/{name}:{tag}");
+    let (ok, out) = match context {
+        Some(dir) => {
+            let dir = dir.to_string_lossy().to_string();
+            docker_cli(config.path(), &["build", "-q", "-t", &target, &dir], None).await
+        }
+        None => {
+            docker_cli(
+                config.path(),
+                &["tag", dtaas::engine::BASE_IMAGE, &target],
+                None,
+            )
+            .await
+        }
+    };
+    assert!(ok, "docker build/tag {target}: {out}");
+    let (ok, out) = docker_cli(config.path(), &["push", &target], None).await;
+    assert!(ok, "docker push {target}: {out}");
+    let _ = docker_cli(config.path(), &["rmi", &target], None).await;
+}
+
+/// A /v1 client: a logged-in user's cookie client or a bearer key.
+#[derive(Clone)]
+pub struct V1 {
+    pub c: reqwest::Client,
+    pub base: String,
+    pub bearer: Option<String>,
+}
+
+impl V1 {
+    pub fn new(server: &TestServer, c: reqwest::Client) -> V1 {
+        V1 {
+            c,
+            base: server.base.clone(),
+            bearer: None,
+        }
+    }
+
+    pub fn at(base: &str, c: reqwest::Client) -> V1 {
+        V1 {
+            c,
+            base: base.to_owned(),
+            bearer: None,
+        }
+    }
+
+    pub fn with_key(server: &TestServer, key: &str) -> V1 {
+        V1 {
+            c: client(),
+            base: server.base.clone(),
+            bearer: Some(key.to_owned()),
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.c.request(method, format!("{}/v1{path}", self.base));
+        match &self.bearer {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    async fn done(r: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = r.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        Self::done(self.req(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        Self::done(self.req(reqwest::Method::POST, path).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        Self::done(self.req(reqwest::Method::DELETE, path)).await
+    }
+
+    /// A new API key for this client's user.
+    pub async fn new_key(&self) -> String {
+        let (status, body) = self.post("/api-keys", json!({"name": "test"})).await;
+        assert_eq!(status, 201, "{body}");
+        body["key"].as_str().expect("key").to_owned()
+    }
+}
+
+/// A user on `server` with a /v1 client.
+pub async fn v1_user(server: &TestServer, prefix: &str) -> (V1, String) {
+    let (c, login) = server.user(prefix).await;
+    (V1::new(server, c), login)
+}
+
+/// The resources tests give servables: small, so that parallel tests fit on 2 cores.
+pub fn small() -> Value {
+    json!({"cpu_cores": 0.5, "ram": 64, "disk": 0, "gpu_count": 0, "shm": 0})
+}
+
+/// A directory with a Dockerfile on the base image, for `push_image`.
+pub fn dockerfile_dir(dockerfile_body: &str) -> TempDir {
+    let dir = tempfile::tempdir().expect("build context");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {}\n{dockerfile_body}\n", dtaas::engine::BASE_IMAGE),
+    )
+    .expect("write the Dockerfile");
+    dir
+}
+
+/// Polls an instance until `done` accepts it (at most `secs`); returns the last view.
+pub async fn wait_instance(api: &V1, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..secs * 5 {
+        let (status, body) = api.get(&format!("/instances/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        if done(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, logs) = api.get(&format!("/instances/{id}/logs")).await;
+    panic!("instance {id} did not get there in {secs} s: {last}\nlogs: {logs}");
 }

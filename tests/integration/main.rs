@@ -12,5 +12,7 @@ mod config;
 mod engine;
 mod jobs;
 mod kabuto;
+mod openapi;
 mod recovery;
 mod registry;
+mod servables;
