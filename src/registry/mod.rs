@@ -215,9 +215,10 @@ fn for_push(ctx: &Ctx<'_>, name: &str) -> RResult<meta::Repo> {
                     format!("{name} is in another user's namespace"),
                 ));
             }
+            // A servable pushing creates a repository of its owner's account.
             Ok(meta::create_repo(
                 store,
-                ctx.principal.id,
+                ctx.principal.owner(),
                 name,
                 ctx.app.now(),
             )?)
