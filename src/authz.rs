@@ -491,6 +491,10 @@ where
                 caps = caps.union(Caps::of(&[Capability::Manage]));
             }
         }
+        // Holding anything on an object means seeing it: DISCOVER comes with every capability.
+        if !caps.is_empty() {
+            caps = caps.union(Caps::of(&[Capability::Discover]));
+        }
         Ok(caps)
     }
 

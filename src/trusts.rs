@@ -111,9 +111,9 @@ pub fn add_member(
         let meta = acl
             .object(principal)?
             .filter(|m| matches!(m.kind, Kind::User | Kind::Servable))
-            .ok_or_else(|| Error::not_found("no such user or servable"))?;
+            .ok_or_else(|| Error::not_found("no such user, servable or trust"))?;
         if !acl.visible(caller, &meta)? {
-            return Err(Error::not_found("no such user or servable"));
+            return Err(Error::not_found("no such user, servable or trust"));
         }
     }
     let txn = store.write()?;
@@ -160,7 +160,11 @@ pub fn add_object(store: &Store, caller: &Principal, trust: Id, object: Id) -> R
         let meta = acl
             .object(object)?
             .ok_or_else(|| Error::not_found("Object not found"))?;
-        acl.check(caller, object, meta.kind, Capability::Manage)?;
+        acl.check(caller, object, meta.kind, Capability::Manage)
+            .map_err(|e| match e {
+                Error::NotFound(_) => Error::not_found("Object not found"),
+                other => other,
+            })?;
     }
     let txn = store.write()?;
     authz::set_trust_object(&txn, trust, object, true)?;

@@ -62,7 +62,8 @@ async fn get_object(
     let meta = acl
         .object(id)?
         .ok_or_else(|| Error::not_found("Object not found"))?;
-    acl.check(&p, id, meta.kind, Capability::Discover)?;
+    acl.check(&p, id, meta.kind, Capability::Discover)
+        .map_err(generic_not_found)?;
     let caps = acl.caps(&p, &meta)?;
     Ok(Json(ObjectView {
         id,
@@ -100,6 +101,15 @@ fn managed(app: &App, caller: &Principal, id: Id) -> Result<authz::ObjectMeta> {
         .object(id)?
         .ok_or_else(|| Error::not_found("Object not found"))?;
     acl.check(caller, id, meta.kind, Capability::Manage)
+        .map_err(generic_not_found)
+}
+
+/// An invisible object answers as a missing one does, kind included.
+fn generic_not_found(e: Error) -> Error {
+    match e {
+        Error::NotFound(_) => Error::not_found("Object not found"),
+        other => other,
+    }
 }
 
 fn describe_principal(app: &App, id: Id) -> (String, String, String) {
@@ -174,23 +184,29 @@ pub struct GrantRequest {
     capabilities: Vec<Capability>,
 }
 
-/// A principal named by id, login or `everyone`; it must exist.
-fn resolve_principal(app: &App, name: &str) -> Result<Id> {
+/// A principal named by id, login or `everyone`; it must exist and be visible to the caller.
+fn resolve_principal(app: &App, caller: &Principal, name: &str) -> Result<Id> {
     if name == "everyone" {
         return Ok(authz::ALL_USERS);
     }
+    let unknown = || Error::not_found("no such user, servable or trust");
     let txn = app.store.read()?;
     let acl = Acl::read(&txn)?;
-    if let Some(id) = Id::parse(name)
-        && acl
-            .object(id)?
-            .is_some_and(|m| matches!(m.kind, Kind::User | Kind::Servable | Kind::Trust))
-    {
-        return Ok(id);
+    let id = match Id::parse(name) {
+        Some(id) => id,
+        None => crate::accounts::find_user_by_login(&app.store, name)?
+            .map(|u| u.id)
+            .ok_or_else(unknown)?,
+    };
+    match acl.object(id)? {
+        Some(meta)
+            if matches!(meta.kind, Kind::User | Kind::Servable | Kind::Trust)
+                && acl.visible(caller, &meta)? =>
+        {
+            Ok(id)
+        }
+        _ => Err(unknown()),
     }
-    crate::accounts::find_user_by_login(&app.store, name)?
-        .map(|u| u.id)
-        .ok_or_else(|| Error::not_found(format!("no user, servable or trust {name:?}")))
 }
 
 /// Grants capabilities on the object to a principal (MANAGE); what it held stays.
@@ -208,7 +224,7 @@ async fn grant(
     if body.capabilities.is_empty() {
         return Err(Error::bad_request("capabilities: list at least one"));
     }
-    let principal = resolve_principal(&app, &body.principal)?;
+    let principal = resolve_principal(&app, &p, &body.principal)?;
     let txn = app.store.write()?;
     authz::grant(&txn, id, principal, Caps::of(&body.capabilities))?;
     txn.commit()?;
@@ -233,7 +249,7 @@ async fn revoke(
 ) -> Result<Json<AccessList>> {
     let id = parse_id(&id, "Object")?;
     let meta = managed(&app, &p, id)?;
-    let principal = resolve_principal(&app, &principal)?;
+    let principal = resolve_principal(&app, &p, &principal)?;
     let caps =
         match q.capabilities.as_deref() {
             None | Some("") => Caps::ALL,
@@ -379,7 +395,7 @@ async fn add_member(
 ) -> Result<Json<TrustOut>> {
     let id = parse_id(&id, "Trust")?;
     authz::authorize(&app.store, &p, id, Kind::Trust, Capability::Manage)?;
-    let principal = resolve_principal(&app, &body.principal)?;
+    let principal = resolve_principal(&app, &p, &body.principal)?;
     let role = body.role.unwrap_or(Role::Member);
     Ok(Json(trust_out(trusts::add_member(
         &app.store, &p, id, principal, role,
@@ -397,7 +413,7 @@ async fn remove_member(
 ) -> Result<Json<TrustOut>> {
     let id = parse_id(&id, "Trust")?;
     authz::authorize(&app.store, &p, id, Kind::Trust, Capability::Manage)?;
-    let principal = resolve_principal(&app, &principal)?;
+    let principal = resolve_principal(&app, &p, &principal)?;
     Ok(Json(trust_out(trusts::remove_member(
         &app.store, &p, id, principal,
     )?)))

@@ -342,9 +342,18 @@ pub fn register_manifest(
         }
         let config_capabilities = match f.get("config-capabilities") {
             None => Value::Object(Map::new()),
-            Some(v) => {
+            // A config is an object, so what mirrors it is one too.
+            Some(v @ Value::Object(_)) => {
                 check_config_capabilities(key, "config-capabilities", v, &mut problems);
                 v.clone()
+            }
+            Some(_) => {
+                problems.push(Problem::new(
+                    key,
+                    "config-capabilities",
+                    "must be an object mirroring the config",
+                ));
+                Value::Null
             }
         };
         let optional_path = |field: &str, problems: &mut Vec<Problem>| match f.get(field) {
@@ -630,7 +639,9 @@ pub fn delete_prototype(store: &Store, caller: &Principal, reference: &str) -> R
     for entry in txn.open_table(PROTOTYPES)?.iter()? {
         let (_, v) = entry?;
         let other: Prototype = decode(v.value())?;
-        if other.dependencies.values().any(|d| *d == prototype.id) {
+        if other.dependencies.values().any(|d| *d == prototype.id)
+            || other.capabilities.contains_key(&prototype.id)
+        {
             users.push(format!("prototype {} ({})", other.reference(), other.id));
         }
     }

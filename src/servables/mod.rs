@@ -445,14 +445,7 @@ fn empty_object() -> Value {
 pub fn create_servable(app: &App, caller: &Principal, new: NewServable) -> Result<Servable> {
     let store = &app.store;
     let now = app.now();
-    let prototype = resolve_prototype(store, &new.prototype)?;
-    authz::authorize(
-        store,
-        caller,
-        prototype.id,
-        Kind::Prototype,
-        Capability::Create,
-    )?;
+    let prototype = manifest::prototype_for(store, caller, &new.prototype, Capability::Create)?;
     let mut problems = Vec::new();
     let name = new.name.trim();
     if name.is_empty() || name.len() > 200 {

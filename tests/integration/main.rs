@@ -5,6 +5,7 @@
 mod harness;
 mod kabuto_client;
 
+mod access;
 mod accounts;
 mod admin;
 mod builds;
@@ -12,6 +13,7 @@ mod config;
 mod engine;
 mod jobs;
 mod kabuto;
+mod manifest;
 mod openapi;
 mod recovery;
 mod registry;
