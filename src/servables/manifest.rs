@@ -402,17 +402,23 @@ pub fn register_manifest(
         return Err(Error::Problems(problems));
     }
 
-    // Everything is valid: assign ids, resolve names, register in one transaction.
+    // Everything is valid: assign ids, resolve names, register in one transaction. Every entry
+    // is in `checked` here (an entry without a type is a problem above).
     let ids: HashMap<&str, Id> = checked.iter().map(|c| (c.key, Id::new())).collect();
-    let id_of = |t: Target<'_>| match t {
-        Target::Existing(id) => id,
-        Target::InManifest(name) => ids[name],
+    let id_of = |t: Target<'_>| -> Result<Id> {
+        match t {
+            Target::Existing(id) => Ok(id),
+            Target::InManifest(name) => ids
+                .get(name)
+                .copied()
+                .ok_or_else(|| Error::internal(format!("manifest entry {name} lost its id"))),
+        }
     };
     let mut out = Vec::new();
     let txn = store.write()?;
     for c in checked {
         let prototype = Prototype {
-            id: ids[c.key],
+            id: id_of(Target::InManifest(c.key))?,
             name: c.key.to_owned(),
             tag: c.tag,
             kind: c.kind,
@@ -420,14 +426,14 @@ pub fn register_manifest(
             dependencies: c
                 .dependencies
                 .into_iter()
-                .map(|(k, t)| (k, id_of(t)))
-                .collect(),
+                .map(|(k, t)| Ok((k, id_of(t)?)))
+                .collect::<Result<_>>()?,
             arguments: c.arguments,
             capabilities: c
                 .capabilities
                 .into_iter()
-                .map(|(t, caps)| (id_of(t), caps))
-                .collect(),
+                .map(|(t, caps)| Ok((id_of(t)?, caps)))
+                .collect::<Result<_>>()?,
             config_capabilities: c.config_capabilities,
             dockerfile: c.dockerfile,
             context: c.context,
