@@ -424,8 +424,20 @@ async fn main() {
         .ensure_base_image(dtaas::engine::BASE_IMAGE)
         .await
         .expect("base image (busybox-static and a Docker engine)");
-    let docker_api = engine.client().await.expect("engine");
     let mut server = start_server();
+    // Interrupted (Ctrl-C, or a timeout's SIGTERM): the benchmark stops and `server` is dropped,
+    // which removes what the run made in the engine, as after a panic.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = bench(&engine, &mut server) => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted: cleaning up"),
+        _ = term.recv() => eprintln!("terminated: cleaning up"),
+    }
+}
+
+async fn bench(engine: &dtaas::engine::Engine, server: &mut Server) {
+    let docker_api = engine.client().await.expect("engine");
     let base = format!("http://127.0.0.1:{}", server.port);
     let registry = format!("127.0.0.1:{}", server.port);
     let c = reqwest::Client::builder()
@@ -609,38 +621,32 @@ async fn main() {
             rates[i].push(throughput(target).await);
         }
     }
-    let stats: Vec<(f64, f64, f64)> = (0..targets.len())
-        .map(|i| {
-            let s = sorted(latencies[i].clone());
-            (
-                quantile(&s, 0.5),
-                quantile(&s, 0.99),
-                median(rates[i].clone()),
-            )
-        })
-        .collect();
     println!(
         "proxy: {ROUNDS} rounds; latency over {} sequential requests per target, throughput the median round of {REQUESTS} requests over {CONNECTIONS} connections",
         ROUNDS * SEQUENTIAL
     );
-    let (d_med, d_p99, d_rate) = stats[0];
+    let mut direct = (0.0, 0.0, 0.0);
     for (i, target) in targets.iter().enumerate() {
-        let (med, p99, rate) = stats[i];
-        let versus = if i == 0 {
-            String::new()
-        } else {
-            format!(
-                "; added median {:.0} us (target < 1000), p99 {:.0} us; throughput {:.2}x direct (target >= 0.8)",
-                med - d_med,
-                p99 - d_p99,
-                rate / d_rate
-            )
-        };
+        let s = sorted(latencies[i].clone());
+        let (med, p90, p99) = (quantile(&s, 0.5), quantile(&s, 0.9), quantile(&s, 0.99));
+        let slow = s.iter().filter(|&&us| us > 20_000.0).count();
+        let rate = median(rates[i].clone());
         println!(
-            "  {:<28} median {med:>6.0} us, p99 {p99:>6.0} us, {rate:>7.0} req/s, {:.2} client connects per sequential request{versus}",
+            "  {:<28} median {med:>6.0} us, p90 {p90:>6.0} us, p99 {p99:>6.0} us, {slow} over 20 ms; {rate:>6.0} req/s; {:.2} client connects per request",
             target.name,
             connects[i] as f64 / (ROUNDS * SEQUENTIAL) as f64,
         );
+        if i == 0 {
+            direct = (med, p99, rate);
+        } else {
+            println!(
+                "  {:<28} added median {:.0} us (target < 1000), added p99 {:.0} us; throughput {:.2}x direct (target >= 0.8)",
+                "",
+                med - direct.0,
+                p99 - direct.1,
+                rate / direct.2
+            );
+        }
     }
     v1.delete(&format!("/servables/{app_id}")).await;
 
@@ -698,5 +704,4 @@ async fn main() {
         ours_med - raw_med
     );
     v1.delete(&format!("/servables/{daemon_id}")).await;
-    drop(server);
 }

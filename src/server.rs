@@ -158,6 +158,7 @@ pub async fn launch_with_listener(
     crate::servables::runtime::start_background(&app);
 
     let router = crate::api::router(app.clone());
+    let listener = no_delay(listener);
     let result = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -170,6 +171,20 @@ pub async fn launch_with_listener(
     app.tasks.close();
     app.tasks.wait().await;
     result
+}
+
+/// Accepted connections send small writes at once. Without it Nagle's algorithm holds a
+/// response body written after its head until the client acknowledges the head, which delayed
+/// ACKs put off by up to 40 ms: a quarter of proxied requests stalled that long.
+pub fn no_delay(
+    listener: TcpListener,
+) -> axum::serve::TapIo<TcpListener, impl FnMut(&mut tokio::net::TcpStream) + Send + 'static> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|stream: &mut tokio::net::TcpStream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    })
 }
 
 /// Keeps large, short-lived allocations (argon2's 19 MiB per password check) from staying

@@ -192,7 +192,7 @@ async fn listen_on_gateway(app: &App, gateway: IpAddr) -> Result<String> {
     let shutdown = app.shutdown.clone();
     app.tasks.spawn(async move {
         let served = axum::serve(
-            listener,
+            crate::server::no_delay(listener),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
