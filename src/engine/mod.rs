@@ -242,6 +242,59 @@ impl Engine {
         result
     }
 
+    /// Removes this installation's containers of `kind` (the `dtaas.kind` label) whose names
+    /// `keep` refuses: what a crash left behind that no record owns any more.
+    pub async fn remove_orphans(
+        &self,
+        installation: &Id,
+        kind: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        use bollard::query_parameters::{
+            ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+        };
+        let docker = self.client().await?;
+        let filters: HashMap<String, Vec<String>> = [(
+            "label".to_owned(),
+            vec![
+                format!("dtaas.installation={installation}"),
+                format!("dtaas.kind={kind}"),
+            ],
+        )]
+        .into();
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| Error::EngineUnavailable(format!("listing containers: {e}")))?;
+        for c in containers {
+            let name = c
+                .names
+                .unwrap_or_default()
+                .first()
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_default();
+            if keep(&name) {
+                continue;
+            }
+            tracing::info!(container = %name, kind, "removing a container no record owns");
+            let options = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            if let Err(e) = docker
+                .remove_container(c.id.as_deref().unwrap_or(&name), Some(options))
+                .await
+            {
+                tracing::warn!(container = %name, "cannot remove: {e}");
+            }
+        }
+        Ok(())
+    }
+
     async fn add_aliases(&self, docker: &Docker, tag: &str) -> Result<()> {
         use bollard::query_parameters::TagImageOptionsBuilder;
         for alias in BASE_ALIASES {

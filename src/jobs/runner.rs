@@ -23,8 +23,7 @@ use crate::server::App;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptions, RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -142,7 +141,8 @@ async fn engine(app: &App) -> Docker {
 /// Removes containers of this installation that no running job owns (left by a crash after a
 /// job's end was recorded, or by a job deleted meanwhile).
 async fn recover(app: &App) {
-    let docker = engine(app).await;
+    // Wait until the engine answers.
+    engine(app).await;
     let running: HashSet<String> = match blocking(app, |app| running_jobs(&app.store)).await {
         Ok(jobs) => jobs.into_iter().map(|j| container_name(j.id)).collect(),
         Err(e) => {
@@ -150,34 +150,12 @@ async fn recover(app: &App) {
             return;
         }
     };
-    let filters: HashMap<String, Vec<String>> = [(
-        "label".to_owned(),
-        vec![
-            format!("dtaas.installation={}", app.installation),
-            "dtaas.kind=job".to_owned(),
-        ],
-    )]
-    .into();
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    match docker.list_containers(Some(options)).await {
-        Ok(containers) => {
-            for c in containers {
-                let name = c
-                    .names
-                    .unwrap_or_default()
-                    .first()
-                    .map(|n| n.trim_start_matches('/').to_owned())
-                    .unwrap_or_default();
-                if !running.contains(&name) {
-                    tracing::info!(container = %name, "removing a container no running job owns");
-                    remove_container(&docker, c.id.as_deref().unwrap_or(&name)).await;
-                }
-            }
-        }
-        Err(e) => tracing::warn!("recovery cannot list containers: {e}"),
+    if let Err(e) = app
+        .engine
+        .remove_orphans(&app.installation, "job", |name| running.contains(name))
+        .await
+    {
+        tracing::warn!("recovery cannot list containers: {e}");
     }
 }
 

@@ -31,8 +31,7 @@ use crate::store::{get_record, put_record};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -969,30 +968,11 @@ pub async fn recover(app: &App) {
             Ok(all) => all.iter().map(Instance::container_name).collect(),
             Err(_) => return,
         };
-    let filters: HashMap<String, Vec<String>> = [(
-        "label".to_owned(),
-        vec![
-            format!("dtaas.installation={}", app.installation),
-            "dtaas.kind=instance".to_owned(),
-        ],
-    )]
-    .into();
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    if let Ok(containers) = docker.list_containers(Some(options)).await {
-        for c in containers {
-            let name = c
-                .names
-                .unwrap_or_default()
-                .first()
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or_default();
-            if !known.contains(&name) {
-                tracing::info!(container = %name, "removing a container no instance owns");
-                crate::jobs::runner::remove_container(&docker, &name).await;
-            }
-        }
+    if let Err(e) = app
+        .engine
+        .remove_orphans(&app.installation, "instance", |name| known.contains(name))
+        .await
+    {
+        tracing::warn!("servable recovery cannot list containers: {e}");
     }
 }

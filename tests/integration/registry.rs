@@ -12,29 +12,9 @@ fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", dtaas::accounts::hex(&Sha256::digest(bytes)))
 }
 
-/// The docker CLI with its own config directory (credentials do not leak between tests).
+/// The docker CLI with its own config directory (see `harness::docker_cli`).
 async fn docker(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_CONFIG", config)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the docker CLI");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().await.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    docker_cli(config, args, stdin).await
 }
 
 async fn image_id(reference: &str) -> String {
