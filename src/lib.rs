@@ -25,3 +25,6 @@ pub mod store;
 pub mod trusts;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod layering;
