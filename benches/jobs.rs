@@ -8,6 +8,8 @@
 //! Run: `cargo bench --bench jobs` (needs the Docker engine and busybox-static). Loopback only;
 //! every loop is bounded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
@@ -31,7 +33,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Ok(store) = dtaas::store::open(self.dir.path())
+        if let Ok(store) = dtaas::domains::open_store(self.dir.path())
             && let Ok(id) = store.installation_id()
         {
             let filter = format!("label=dtaas.installation={id}");
@@ -186,7 +188,7 @@ async fn raw_container(docker: &Docker, image: &str, name: &str) {
 
 #[tokio::main]
 async fn main() {
-    let engine = dtaas::engine::Engine::new(&dtaas::config::DockerConfig::default().host);
+    let engine = dtaas::engine::Engine::new(&dtaas::core::config::DockerConfig::default().host);
     engine
         .ensure_base_image(dtaas::engine::BASE_IMAGE)
         .await

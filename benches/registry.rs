@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench --bench registry` (needs `apt-get install docker-registry`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -306,14 +308,20 @@ async fn main() {
         // A different blob each round (no deduplication), the same for both registries.
         random[..8].copy_from_slice(&(round as u64).to_le_bytes());
         let blob = bytes::Bytes::from(random.clone());
-        let digest = format!("sha256:{}", dtaas::accounts::hex(&Sha256::digest(&blob)));
+        let digest = format!(
+            "sha256:{}",
+            dtaas::core::secrets::hex(&Sha256::digest(&blob))
+        );
         for (i, t) in targets.iter().enumerate() {
             let repo = "bench/blobs";
             push[i].push(t.push(repo, &blob, &digest).await);
             pull[i].push(t.pull(repo, &digest, blob.len()).await);
         }
     }
-    let last = format!("sha256:{}", dtaas::accounts::hex(&Sha256::digest(&random)));
+    let last = format!(
+        "sha256:{}",
+        dtaas::core::secrets::hex(&Sha256::digest(&random))
+    );
     let heads = [
         ref_target.head_median_us("bench/blobs", &last).await,
         dtaas_target.head_median_us("bench/blobs", &last).await,

@@ -17,6 +17,8 @@
 //! registry). Loopback and the servable network only; every loop is bounded; everything the run
 //! creates in the engine is removed at the end (also after a panic).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
@@ -65,7 +67,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Ok(store) = dtaas::store::open(self.dir.path())
+        if let Ok(store) = dtaas::domains::open_store(self.dir.path())
             && let Ok(id) = store.installation_id()
         {
             let filter = format!("label=dtaas.installation={id}");
@@ -419,7 +421,7 @@ async fn raw_remove(docker: &Docker, name: &str) {
 
 #[tokio::main]
 async fn main() {
-    let engine = dtaas::engine::Engine::new(&dtaas::config::DockerConfig::default().host);
+    let engine = dtaas::engine::Engine::new(&dtaas::core::config::DockerConfig::default().host);
     engine
         .ensure_base_image(dtaas::engine::BASE_IMAGE)
         .await

@@ -238,9 +238,7 @@ fn read_house(src: &Path) -> House {
     let mut edges = BTreeMap::new();
     for file in files {
         let rel = file.strip_prefix(src).unwrap();
-        if rel.components().count() == 1
-            && ROOTS.contains(&rel.to_string_lossy().as_ref())
-        {
+        if rel.components().count() == 1 && ROOTS.contains(&rel.to_string_lossy().as_ref()) {
             continue;
         }
         let module = module_of(src, &file);
@@ -283,9 +281,8 @@ fn upward_imports(house: &House) -> Vec<String> {
 fn circles(house: &House) -> Vec<String> {
     let mut out = Vec::new();
     for depth in [1, 2] {
-        let cut = |p: &ModPath| -> Option<ModPath> {
-            (p.len() >= depth).then(|| p[..depth].to_vec())
-        };
+        let cut =
+            |p: &ModPath| -> Option<ModPath> { (p.len() >= depth).then(|| p[..depth].to_vec()) };
         let mut graph: BTreeMap<ModPath, BTreeSet<ModPath>> = BTreeMap::new();
         for (from, targets) in &house.edges {
             let Some(a) = cut(from) else { continue };
@@ -364,7 +361,11 @@ fn the_reader_resolves_paths_and_skips_prose() {
     assert!(names.contains("core::id::Id"), "{names:?}");
     assert!(names.contains("engine"), "{names:?}");
     assert!(names.contains("core::clock::now"), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("faces") || n.starts_with("cli")));
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("faces") || n.starts_with("cli"))
+    );
 
     let file_module: ModPath = vec!["domains".into(), "jobs".into(), "runner".into()];
     let refs = references(&file_module, "use super::Job;");

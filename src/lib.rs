@@ -1,30 +1,23 @@
 //! dtaas: a single-node Data Trust appliance.
 //!
-//! The crate is split by domain; `ARCHITECTURE.md` at the top of the repository is the map.
-//! Every domain owns its redb tables through a small typed API, HTTP handlers stay thin, and
-//! one authorization check ([`authz::authorize`]) guards every face.
+//! One way through the house, bottom to top; each layer imports only from those below it
+//! (`ARCHITECTURE.md` is the map, and `layering` checks the rule):
+//!
+//! | layer | holds |
+//! | --- | --- |
+//! | [`core`] | ids, clock, config, the domain error, the store |
+//! | [`domains`] | authz, accounts, trusts, images, jobs, logs, servables, registry storage |
+//! | [`engine`] | the Docker engine, the one container supervisor, and what runs on it |
+//! | [`faces`] | kabuto, /v1, /v2, the app proxy, health, the admin socket |
+//! | [`server`] | wiring, listeners, life cycle |
+//! | [`cli`] | the command line |
 
-pub mod accounts;
-pub mod admin;
-pub mod api;
-pub mod authz;
 pub mod cli;
-pub mod clock;
-pub mod config;
+pub mod core;
+pub mod domains;
 pub mod engine;
-pub mod error;
-pub mod id;
-pub mod images;
-pub mod jobs;
-pub mod logs;
-pub mod proxy;
-pub mod registry;
-pub mod servables;
+pub mod faces;
 pub mod server;
-pub mod store;
-pub mod trusts;
-
-pub use error::{Error, Result};
 
 #[cfg(test)]
 mod layering;

@@ -1,6 +1,6 @@
 //! A root file system made of one static busybox and its applet links, for `docker import`.
 
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// The tag of the appliance's base image (what the examples' Dockerfiles start `FROM`).

@@ -1,16 +1,35 @@
-//! The connection to the local Docker engine (bollard).
+//! engine: the local Docker engine (bollard) and what runs on it.
+//!
+//! | module | what it does |
+//! | --- | --- |
+//! | this one | the connection ([`Engine`]), labels, the one mapping of engine errors ([`engine_error`]) |
+//! | [`supervisor`] | the one container supervisor: create, start, follow logs, sample usage, wait, stop, remove, recover |
+//! | [`jobs`] | the run queue's dispatcher and pipeline runs (kabuto jobs) |
+//! | [`instances`] | servable instances: the servable network, identity files, restarts |
+//! | [`builds`] | image builds (clone, tar, the legacy builder) |
+//! | [`registry_sync`] | images between the registry's blobs and the engine |
+//! | [`logs`] | following a container's output into the log store |
+//! | [`usage`] | CPU, memory and I/O of a container |
+//! | [`base_image`] | the busybox base image made from the machine's static busybox |
 //!
 //! The server starts whether or not the engine answers: the client is made and the API version
 //! negotiated (Debian's Docker 20.10 speaks API 1.41, older than bollard's default) on first use,
 //! and again after a failure. Calls that need the engine get [`Error::EngineUnavailable`] (503)
 //! while it is down, and `/readyz` reports it.
 
-mod base_image;
+pub mod base_image;
+pub mod builds;
+pub mod instances;
+pub mod jobs;
+pub mod logs;
+pub mod registry_sync;
+pub mod supervisor;
+pub mod usage;
 
 pub use base_image::{BASE_IMAGE, busybox_rootfs_tar, find_static_busybox};
 
-use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::core::error::{Error, Result};
+use crate::core::id::Id;
 use bollard::Docker;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -21,6 +40,30 @@ use tokio::sync::Mutex;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// bollard's per-request timeout, in seconds: generous, builds and pulls stream for long.
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
+
+/// The one mapping of the engine's answers to the domain error: a request the engine refuses
+/// (4xx: a bad image reference, an option it does not take) is the caller's problem, with the
+/// engine's message; anything else means the engine cannot serve (503).
+pub fn engine_error(what: &str, e: bollard::errors::Error) -> Error {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } if status_code < 500 => Error::bad_request(format!("{what}: {message}")),
+        other => Error::EngineUnavailable(format!("{what}: {other}")),
+    }
+}
+
+/// Whether the engine answered 404 (no such container, image, network or volume).
+pub fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
 
 /// The labels on everything the server creates in the engine: `dtaas.managed`, the
 /// installation, and what the caller adds (`dtaas.kind`, `dtaas.job`, ...).
@@ -240,59 +283,6 @@ impl Engine {
             .build();
         let _ = docker.remove_container(&name, Some(options)).await;
         result
-    }
-
-    /// Removes this installation's containers of `kind` (the `dtaas.kind` label) whose names
-    /// `keep` refuses: what a crash left behind that no record owns any more.
-    pub async fn remove_orphans(
-        &self,
-        installation: &Id,
-        kind: &str,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<()> {
-        use bollard::query_parameters::{
-            ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-        };
-        let docker = self.client().await?;
-        let filters: HashMap<String, Vec<String>> = [(
-            "label".to_owned(),
-            vec![
-                format!("dtaas.installation={installation}"),
-                format!("dtaas.kind={kind}"),
-            ],
-        )]
-        .into();
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| Error::EngineUnavailable(format!("listing containers: {e}")))?;
-        for c in containers {
-            let name = c
-                .names
-                .unwrap_or_default()
-                .first()
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or_default();
-            if keep(&name) {
-                continue;
-            }
-            tracing::info!(container = %name, kind, "removing a container no record owns");
-            let options = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            if let Err(e) = docker
-                .remove_container(c.id.as_deref().unwrap_or(&name), Some(options))
-                .await
-            {
-                tracing::warn!(container = %name, "cannot remove: {e}");
-            }
-        }
-        Ok(())
     }
 
     async fn add_aliases(&self, docker: &Docker, tag: &str) -> Result<()> {

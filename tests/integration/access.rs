@@ -1200,7 +1200,7 @@ async fn any_capability_makes_an_object_discoverable() {
 
 /// A fresh id no object has.
 fn missing_id() -> String {
-    dtaas::id::Id::new().to_string()
+    dtaas::core::id::Id::new().to_string()
 }
 
 /// One probe: a route asked about an invisible object and about a missing one (`PROBE` in the

@@ -516,8 +516,8 @@ async fn passwords_are_stored_as_argon2id_phc_strings() {
     let server = TestServer::start().await;
     let (_, login) = server.user("phc").await;
     let stopped = server.stop().await;
-    let store = dtaas::store::open(stopped.path()).unwrap();
-    let user = dtaas::accounts::find_user_by_login(&store, &login)
+    let store = dtaas::domains::open_store(stopped.path()).unwrap();
+    let user = dtaas::domains::accounts::find_user_by_login(&store, &login)
         .unwrap()
         .unwrap();
     assert!(
@@ -526,7 +526,7 @@ async fn passwords_are_stored_as_argon2id_phc_strings() {
         user.password_hash
     );
     assert!(!user.password_hash.contains(PASSWORD));
-    assert!(dtaas::accounts::verify_password(
+    assert!(dtaas::domains::accounts::verify_password(
         PASSWORD,
         &user.password_hash
     ));
@@ -535,7 +535,8 @@ async fn passwords_are_stored_as_argon2id_phc_strings() {
 #[tokio::test]
 async fn closed_registration_refuses_newcomers() {
     let server =
-        TestServer::start_with(|c| c.registration = dtaas::config::RegistrationMode::Closed).await;
+        TestServer::start_with(|c| c.registration = dtaas::core::config::RegistrationMode::Closed)
+            .await;
     let r = server
         .client()
         .post(server.url("/register"))

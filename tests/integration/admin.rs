@@ -142,9 +142,9 @@ async fn bootstrap_an_admin_on_a_stopped_server() {
 #[tokio::test]
 async fn a_second_server_on_the_same_data_directory_fails_at_once() {
     let server = TestServer::start().await;
-    let err = dtaas::server::App::open(
+    let err = dtaas::server::open(
         server.config.clone(),
-        std::sync::Arc::new(dtaas::clock::SystemClock),
+        std::sync::Arc::new(dtaas::core::clock::SystemClock),
     )
     .err()
     .expect("the data directory is locked");

@@ -1,6 +1,6 @@
 //! Configuration layers: defaults < TOML file < DTAAS_* environment < flags.
 
-use dtaas::config::Config;
+use dtaas::core::config::Config;
 use std::path::PathBuf;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -39,7 +39,7 @@ fn defaults_are_the_embedded_appliance() {
     let c = Config::load(None, env(&[]), vec![]).unwrap();
     assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
     assert_eq!(c.data_dir, PathBuf::from("./dtaas-data"));
-    assert_eq!(c.registration, dtaas::config::RegistrationMode::Open);
+    assert_eq!(c.registration, dtaas::core::config::RegistrationMode::Open);
 }
 
 #[test]
@@ -133,6 +133,6 @@ async fn the_binary_reports_config_errors_and_prints_the_effective_config() {
     assert_eq!(printed.data_dir, PathBuf::from("/srv/x"));
     assert_eq!(
         printed.registration,
-        dtaas::config::RegistrationMode::Closed
+        dtaas::core::config::RegistrationMode::Closed
     );
 }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub use crate::kabuto_client::*;
-use dtaas::clock::{Clock, ManualClock};
-use dtaas::config::Config;
+use dtaas::core::clock::{Clock, ManualClock};
+use dtaas::core::config::Config;
 use dtaas::server::{App, launch_with_listener};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -113,7 +113,7 @@ impl TestServer {
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
-        let app = App::open(config.clone(), clock.clone() as Arc<dyn Clock>)
+        let app = dtaas::server::open(config.clone(), clock.clone() as Arc<dyn Clock>)
             .expect("open the data directory");
         let installation = app.installation.to_string();
         let cleanup = cleanup.unwrap_or_else(|| Arc::new(EngineCleanup(installation.clone())));
@@ -142,6 +142,25 @@ impl TestServer {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// Runs the registry's garbage collection now, with the server's clock.
+    pub async fn collect_garbage(
+        &self,
+        grace: std::time::Duration,
+        upload_ttl: std::time::Duration,
+    ) -> dtaas::domains::registry::gc::GcReport {
+        let (store, blobs, now) = (
+            self.app.store.clone(),
+            self.app.blobs.clone(),
+            self.app.now(),
+        );
+        tokio::task::spawn_blocking(move || {
+            dtaas::domains::registry::gc::collect(&store, &blobs, now, grace, upload_ttl)
+        })
+        .await
+        .expect("the collection ran")
+        .expect("the collection succeeded")
     }
 
     /// Shuts down gracefully and waits until the data directory is free again.
@@ -317,7 +336,7 @@ pub async fn dtaas_cli(args: &[&str], stdin: Option<&str>) -> std::process::Outp
 
 /// The engine the tests use (DOCKER_HOST or the local socket).
 pub fn engine() -> dtaas::engine::Engine {
-    dtaas::engine::Engine::new(&dtaas::config::DockerConfig::default().host)
+    dtaas::engine::Engine::new(&dtaas::core::config::DockerConfig::default().host)
 }
 
 /// Imports the busybox base image once per run (no image can be pulled here).

@@ -2,6 +2,8 @@
 //! 127.0.0.1:0 with its own temporary data directory (see `harness`), talks real HTTP to it, and
 //! uses the real Docker engine where the feature needs one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod harness;
 mod kabuto_client;
 

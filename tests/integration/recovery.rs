@@ -110,7 +110,7 @@ async fn jobs_survive_a_sigkill_of_the_server() {
         );
     }
     server.kill9().await;
-    let installation = dtaas::store::open(dir.path())
+    let installation = dtaas::domains::open_store(dir.path())
         .unwrap()
         .installation_id()
         .unwrap();

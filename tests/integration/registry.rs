@@ -9,7 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", dtaas::accounts::hex(&Sha256::digest(bytes)))
+    format!(
+        "sha256:{}",
+        dtaas::core::secrets::hex(&Sha256::digest(bytes))
+    )
 }
 
 /// The docker CLI with its own config directory (see `harness::docker_cli`).
@@ -912,7 +915,10 @@ async fn built_images_are_in_the_registry_and_load_back_into_the_engine() {
         image_id(&engine_id).await.is_empty(),
         "the engine no longer has it"
     );
-    let tag = dtaas::registry::engine_sync::load_into_engine(&server.app, &repo, "latest")
+    let tag = server
+        .app
+        .registry
+        .load_into_engine(&repo, "latest")
         .await
         .unwrap();
     assert_eq!(
@@ -939,7 +945,10 @@ async fn built_images_are_in_the_registry_and_load_back_into_the_engine() {
     );
     // Loading again only tags.
     assert_eq!(
-        dtaas::registry::engine_sync::load_into_engine(&server.app, &repo, image.as_str())
+        server
+            .app
+            .registry
+            .load_into_engine(&repo, image.as_str())
             .await
             .unwrap(),
         format!("dtaas/registry/{repo}:{image}")
@@ -982,14 +991,10 @@ async fn garbage_collection_keeps_what_manifests_reference() {
 
     let hour = Duration::from_secs(3600);
     // Within the grace period nothing goes.
-    let report = dtaas::registry::gc::collect(&server.app, hour, 24 * hour)
-        .await
-        .unwrap();
+    let report = server.collect_garbage(hour, 24 * hour).await;
     assert_eq!(report.blobs_removed, 0);
     server.clock.advance(chrono::Duration::hours(25));
-    let report = dtaas::registry::gc::collect(&server.app, hour, 24 * hour)
-        .await
-        .unwrap();
+    let report = server.collect_garbage(hour, 24 * hour).await;
     assert_eq!(report.blobs_removed, 1, "{report:?}");
     assert_eq!(report.uploads_removed, 1, "{report:?}");
     let head = |d: String| {
@@ -1023,9 +1028,7 @@ async fn garbage_collection_keeps_what_manifests_reference() {
         .await
         .unwrap();
     server.clock.advance(chrono::Duration::hours(2));
-    let report = dtaas::registry::gc::collect(&server.app, hour, 24 * hour)
-        .await
-        .unwrap();
+    let report = server.collect_garbage(hour, 24 * hour).await;
     assert_eq!(report.blobs_removed, 2, "{report:?}");
     assert_eq!(head(layer).await.unwrap().status(), 404);
 }

@@ -477,8 +477,11 @@ async fn resources_reach_the_container_and_a_daemon_volume_outlives_instances() 
         ],
     )
     .await;
-    let servable_id = dtaas::id::Id::parse(&servable).unwrap();
-    let used = dtaas::servables::runtime::measure_volume(&server.app, servable_id)
+    let servable_id = dtaas::core::id::Id::parse(&servable).unwrap();
+    let used = server
+        .app
+        .instances
+        .measure_volume(servable_id)
         .await
         .expect("measured")
         .expect("a volume");
@@ -652,7 +655,7 @@ async fn running_servables_survive_a_sigkill_of_the_server() {
         "one container per instance, nothing duplicated"
     );
     server.kill9().await;
-    let installation = dtaas::store::open(dir.path())
+    let installation = dtaas::domains::open_store(dir.path())
         .expect("open the data directory")
         .installation_id()
         .expect("installation id");

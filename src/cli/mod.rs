@@ -1,0 +1,271 @@
+//! cli: the command line. `dtaas serve` (the appliance), `dtaas admin ...` (administration on
+//! the server's machine), `dtaas openapi`. Client commands (login, upload, ...) join this tree.
+
+mod admin;
+
+use crate::core::clock::SystemClock;
+use crate::core::config::{Config, LogFormat, Override, RegistrationMode};
+use crate::faces::admin::AdminRequest;
+use admin::Via;
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "dtaas",
+    version,
+    about = "A single-node Data Trust appliance and its client"
+)]
+pub struct Cli {
+    /// Server configuration file (TOML). Also DTAAS_CONFIG.
+    #[arg(long, global = true, env = "DTAAS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance.
+    Serve(ServeArgs),
+    /// Administer a server on this machine (through its admin socket, or its stopped database).
+    Admin(AdminArgs),
+    /// Print the OpenAPI document of the /v1 API (as served at /v1/doc/openapi.json).
+    Openapi,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    server: ServerFlags,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// Flags that override the configuration file and environment.
+#[derive(Args, Default)]
+struct ServerFlags {
+    /// Address to listen on [default: 127.0.0.1:5000] (DTAAS_LISTEN).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory [default: ./dtaas-data] (DTAAS_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log filter, e.g. info or dtaas=debug (DTAAS_LOG_LEVEL).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Log format: text or json (DTAAS_LOG_FORMAT).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Docker engine endpoint, unix:// or tcp:// (DTAAS_DOCKER_HOST, else DOCKER_HOST).
+    #[arg(long)]
+    docker_host: Option<String>,
+    /// open or closed (DTAAS_REGISTRATION).
+    #[arg(long)]
+    registration: Option<String>,
+    /// Allow plain HTTP on a non-loopback address (DTAAS_ALLOW_INSECURE_HTTP).
+    #[arg(long)]
+    allow_insecure_http: bool,
+}
+
+impl ServerFlags {
+    fn overrides(&self) -> Vec<Override> {
+        let s = |v: &str| toml::Value::String(v.to_owned());
+        let mut out = Vec::new();
+        if let Some(v) = &self.listen {
+            out.push(("listen", s(v)));
+        }
+        if let Some(v) = &self.data_dir {
+            out.push(("data_dir", s(&v.to_string_lossy())));
+        }
+        if let Some(v) = &self.log_level {
+            out.push(("log.level", s(v)));
+        }
+        if let Some(v) = &self.log_format {
+            out.push(("log.format", s(v)));
+        }
+        if let Some(v) = &self.docker_host {
+            out.push(("docker.host", s(v)));
+        }
+        if let Some(v) = &self.registration {
+            out.push(("registration", s(v)));
+        }
+        if self.allow_insecure_http {
+            out.push(("allow_insecure_http", toml::Value::Boolean(true)));
+        }
+        out
+    }
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// The server's data directory [default: from the config, else ./dtaas-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a confirmed account (prints a generated password unless one is given).
+    CreateUser {
+        login: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Make the account an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account and end its sessions.
+    DisableUser { login: String },
+    /// Enable a disabled account.
+    EnableUser { login: String },
+    /// Set a new password (generated unless --password-stdin) and end the account's sessions.
+    ResetPassword {
+        login: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Open or close self-registration.
+    SetRegistration { mode: RegistrationMode },
+    /// List accounts.
+    ListUsers,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        crate::server::tune_allocator();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dtaas: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("dtaas: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(file: Option<&PathBuf>, flags: &ServerFlags) -> Result<Config, String> {
+    Config::load(
+        file.map(PathBuf::as_path),
+        std::env::vars(),
+        flags.overrides(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = load_config(cli.config.as_ref(), &args.server)?;
+            if args.print_config {
+                print!("{}", config.to_toml());
+                return Ok(());
+            }
+            init_logging(&config);
+            crate::server::serve(config, Arc::new(SystemClock)).await
+        }
+        Command::Openapi => {
+            let doc = crate::faces::v1::openapi::document()
+                .to_pretty_json()
+                .map_err(|e| format!("cannot render the OpenAPI document: {e}"))?;
+            println!("{doc}");
+            Ok(())
+        }
+        Command::Admin(args) => {
+            let flags = ServerFlags {
+                data_dir: args.data_dir.clone(),
+                ..ServerFlags::default()
+            };
+            let config = load_config(cli.config.as_ref(), &flags)?;
+            let request = admin_request(args.command)?;
+            let (message, via) = admin::run(&config, &SystemClock, request)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{message}");
+            if via == Via::Database {
+                eprintln!(
+                    "(no server running on {}: changed its database directly)",
+                    config.data_dir.display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_password_stdin() -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from standard input: {e}"))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+fn admin_request(command: AdminCommand) -> Result<AdminRequest, String> {
+    Ok(match command {
+        AdminCommand::CreateUser {
+            login,
+            email,
+            admin,
+            password_stdin,
+        } => AdminRequest::CreateUser {
+            login,
+            email,
+            password: password_stdin.then(read_password_stdin).transpose()?,
+            admin,
+        },
+        AdminCommand::DisableUser { login } => AdminRequest::DisableUser { login },
+        AdminCommand::EnableUser { login } => AdminRequest::EnableUser { login },
+        AdminCommand::ResetPassword {
+            login,
+            password_stdin,
+        } => AdminRequest::ResetPassword {
+            login,
+            password: password_stdin.then(read_password_stdin).transpose()?,
+        },
+        AdminCommand::SetRegistration { mode } => AdminRequest::SetRegistration { mode },
+        AdminCommand::ListUsers => AdminRequest::ListUsers,
+    })
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("dtaas: logging already initialised: {e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! core: what every layer stands on, and nothing of any domain: object ids, the clock, the
+//! configuration, the domain error, the store (a redb handle that knows no table), secrets,
+//! file helpers, and the background tasks of a running server.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod fs;
+pub mod id;
+pub mod secrets;
+pub mod store;
+pub mod tasks;

@@ -1,0 +1,218 @@
+//! The embedded database: one redb file in the data directory, and nothing of any domain.
+//!
+//! Each domain declares its own tables (`TableDefinition`s next to the code that uses them),
+//! registers them through a [`TableInit`] (see `domains::TABLES`), and reads and writes them
+//! inside the transactions handed out here. Values are JSON, so that a record can gain optional
+//! fields without a migration; keys are ids (`u128`) or short strings. [`open`] creates every
+//! table it is given and records the schema version, so readers never meet a missing table.
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The version of the table layout this build writes. Bumped with a migration when a table's key
+/// or value type changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+pub const DB_FILE: &str = "dtaas.redb";
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the data directory {dir} is in use by another dtaas process (its database is locked); \
+         stop that server first, or use `dtaas admin ...`, which talks to a running server"
+    )]
+    Locked { dir: PathBuf },
+    #[error(
+        "the database in {dir} has schema version {found}, newer than this dtaas understands \
+         ({SCHEMA_VERSION}); upgrade dtaas"
+    )]
+    NewerSchema { dir: PathBuf, found: u64 },
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("corrupt record: {0}")]
+    Codec(String),
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+redb_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A handle on the open database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).finish()
+    }
+}
+
+/// Creates a domain's tables (and any rows they must start with) in the opening transaction.
+pub type TableInit = fn(&WriteTransaction) -> Result<(), StoreError>;
+
+/// Opens (creating if needed) the database in `data_dir`, with the tables `tables` create.
+pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        dir: data_dir.to_owned(),
+        source,
+    })?;
+    let path = data_dir.join(DB_FILE);
+    let db = match Database::create(&path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(StoreError::Locked {
+                dir: data_dir.to_owned(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let store = Store {
+        db: Arc::new(db),
+        dir: data_dir.to_owned(),
+    };
+    let txn = store.write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+                // Identifies this installation's containers among others on the same engine.
+                let id = super::id::Id::new().0;
+                meta.insert("installation_hi", (id >> 64) as u64)?;
+                meta.insert("installation_lo", id as u64)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    dir: data_dir.to_owned(),
+                    found: v,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    for init in tables {
+        init(&txn)?;
+    }
+    txn.commit()?;
+    Ok(store)
+}
+
+impl Store {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// A durable write transaction: committed means on disk.
+    pub fn write(&self) -> Result<WriteTransaction, StoreError> {
+        Ok(self.db.begin_write()?)
+    }
+
+    /// A write whose loss in a crash is harmless (e.g. a session's last-seen time): it becomes
+    /// durable with the next durable commit.
+    pub fn write_lazy(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        Ok(txn)
+    }
+
+    /// A random id fixed when the database was created: labels on containers tell this
+    /// installation's from those of another server sharing the engine.
+    pub fn installation_id(&self) -> Result<super::id::Id, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let hi = meta.get("installation_hi")?.map(|v| v.value()).unwrap_or(0);
+        let lo = meta.get("installation_lo")?.map(|v| v.value()).unwrap_or(0);
+        Ok(super::id::Id((u128::from(hi) << 64) | u128::from(lo)))
+    }
+
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
+    }
+}
+
+/// A record of a table keyed by object id.
+pub fn get_record<T: DeserializeOwned>(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: super::id::Id,
+) -> Result<Option<T>, StoreError> {
+    match table.get(id.0)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Writes a record of a table keyed by object id.
+pub fn put_record<T: Serialize>(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<u128, &[u8]>,
+    id: super::id::Id,
+    value: &T,
+) -> Result<(), StoreError> {
+    txn.open_table(table)?
+        .insert(id.0, encode(value)?.as_slice())?;
+    Ok(())
+}
+
+/// The records of a table keyed by object id that `keep` accepts, in id order.
+pub fn records_where<T: DeserializeOwned>(
+    store: &Store,
+    table: redb::TableDefinition<u128, &[u8]>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, StoreError> {
+    let txn = store.read()?;
+    let mut out = Vec::new();
+    for entry in txn.open_table(table)?.iter()? {
+        let (_, v) = entry?;
+        let record: T = decode(v.value())?;
+        if keep(&record) {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes a record.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+/// Decodes a record.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Codec(e.to_string()))
+}

@@ -1,0 +1,150 @@
+//! API keys: random secrets shown once, stored as SHA-256, sent as `Authorization: Bearer`.
+//! Every key belongs to a principal and is an object of the shared model (its owner may list and
+//! revoke it; so may an admin).
+
+use super::{API_KEY_HASHES, API_KEYS};
+use crate::core::clock::Timestamp;
+use crate::core::error::{Error, Result};
+use crate::core::id::Id;
+use crate::core::secrets::{hex, random_token, secret_hash};
+use crate::core::store::{Store, decode, encode};
+use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+/// The prefix of every key: recognisable in logs and by secret scanners.
+pub const KEY_PREFIX: &str = "dtaas_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: Id,
+    /// The principal the key acts for.
+    pub principal: Id,
+    pub name: String,
+    /// SHA-256 (hex) of the secret.
+    pub hash: String,
+    pub created: Timestamp,
+    #[serde(default)]
+    pub expires: Option<Timestamp>,
+}
+
+pub struct NewApiKey {
+    pub key: ApiKey,
+    /// The secret itself, shown once.
+    pub secret: String,
+}
+
+pub fn create_api_key(
+    store: &Store,
+    principal: &Principal,
+    name: &str,
+    expires: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<NewApiKey> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(Error::bad_request("name must be 1-200 characters"));
+    }
+    if expires.is_some_and(|e| e <= now) {
+        return Err(Error::bad_request("expiry must be in the future"));
+    }
+    let secret = format!("{KEY_PREFIX}{}", random_token());
+    let hash = secret_hash(&secret);
+    let key = ApiKey {
+        id: Id::new(),
+        principal: principal.id,
+        name: name.to_owned(),
+        hash: hex(&hash),
+        created: now,
+        expires,
+    };
+    let txn = store.write()?;
+    txn.open_table(API_KEYS)?
+        .insert(key.id.0, encode(&key)?.as_slice())?;
+    txn.open_table(API_KEY_HASHES)?.insert(&hash, key.id.0)?;
+    authz::create_object(
+        &txn,
+        &ObjectMeta {
+            id: key.id,
+            kind: Kind::ApiKey,
+            owner: Some(principal.id),
+            created: now,
+        },
+    )?;
+    txn.commit()?;
+    Ok(NewApiKey { key, secret })
+}
+
+/// The keys of one principal, oldest first.
+pub fn list_api_keys(store: &Store, principal: Id) -> Result<Vec<ApiKey>> {
+    let txn = store.read()?;
+    let keys = txn.open_table(API_KEYS)?;
+    let mut out = Vec::new();
+    for entry in keys.iter()? {
+        let (_, v) = entry?;
+        let key: ApiKey = decode(v.value())?;
+        if key.principal == principal {
+            out.push(key);
+        }
+    }
+    Ok(out)
+}
+
+/// Revokes a key; needs DELETE on it.
+pub fn revoke_api_key(store: &Store, caller: &Principal, id: Id) -> Result<()> {
+    {
+        let txn = store.read()?;
+        Acl::read(&txn)?.check(caller, id, Kind::ApiKey, Capability::Delete)?;
+    }
+    delete_api_key(store, id)
+}
+
+/// Removes a key without asking who may (the appliance revoking an ended instance's key).
+pub fn delete_api_key(store: &Store, id: Id) -> Result<()> {
+    let txn = store.write()?;
+    let key: Option<ApiKey> = match txn.open_table(API_KEYS)?.remove(id.0)? {
+        Some(v) => Some(decode(v.value())?),
+        None => None,
+    };
+    if let Some(key) = key {
+        let mut hashes = txn.open_table(API_KEY_HASHES)?;
+        let doomed: Vec<[u8; 32]> = hashes
+            .iter()?
+            .filter_map(|e| e.ok())
+            .filter(|(_, v)| v.value() == key.id.0)
+            .map(|(k, _)| *k.value())
+            .collect();
+        for h in doomed {
+            hashes.remove(&h)?;
+        }
+    }
+    authz::delete_object(&txn, id)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The principal (a user or a servable) an API key acts for, if the key is live.
+pub fn api_key_principal(store: &Store, secret: &str, now: Timestamp) -> Result<Id> {
+    lookup(store, secret, now).map(|k| k.principal)
+}
+
+fn lookup(store: &Store, secret: &str, now: Timestamp) -> Result<ApiKey> {
+    let invalid = || Error::unauthorized("invalid or revoked API key");
+    if !secret.starts_with(KEY_PREFIX) {
+        return Err(invalid());
+    }
+    let txn = store.read()?;
+    let id = txn
+        .open_table(API_KEY_HASHES)?
+        .get(&secret_hash(secret))?
+        .map(|v| v.value())
+        .ok_or_else(invalid)?;
+    let key: ApiKey = match txn.open_table(API_KEYS)?.get(id)? {
+        Some(v) => decode(v.value())?,
+        None => return Err(invalid()),
+    };
+    if key.expires.is_some_and(|e| now >= e) {
+        return Err(Error::unauthorized("this API key has expired"));
+    }
+    Ok(key)
+}

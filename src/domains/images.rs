@@ -1,0 +1,384 @@
+//! Images (kabuto's `/image`): a name, a Dockerfile (or a repository holding one) and
+//! attachments, built asynchronously on the engine. An image keeps its id across rebuilds; each
+//! build is its own record, polled through `/image/build/<id>`.
+//!
+//! On disk: `<data>/images/<image id>/context/` holds the Dockerfile and the attachments, so that
+//! a rebuild (`PUT /image/<id>`) or a build interrupted by a restart can run again. Running a
+//! build is the engine layer's (`engine::builds`).
+
+use crate::core::clock::Timestamp;
+use crate::core::error::{Error, Result};
+use crate::core::id::Id;
+use crate::core::store::{Store, StoreError, decode};
+use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+const IMAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("images");
+const BUILDS: TableDefinition<u128, &[u8]> = TableDefinition::new("builds");
+
+pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(IMAGES)?;
+    txn.open_table(BUILDS)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Image {
+    pub id: Id,
+    pub owner: Id,
+    pub name: String,
+    /// The Dockerfile text (empty for repository builds).
+    pub dockerfile: String,
+    #[serde(default)]
+    pub repo_url: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    #[serde(default)]
+    pub nocache: bool,
+    pub creation_date: Timestamp,
+    /// The engine's id of the last successful build.
+    #[serde(default)]
+    pub docker_id: Option<String>,
+    #[serde(default)]
+    pub built: Option<Timestamp>,
+    /// Where the appliance's registry holds it (`<login>/<name>`).
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The most recent build, successful or not.
+    pub last_build: Id,
+}
+
+impl Image {
+    /// The engine tag of this image: in the appliance's namespace, so users cannot collide.
+    pub fn tag(&self) -> String {
+        image_tag(self.id)
+    }
+}
+
+pub fn image_tag(id: Id) -> String {
+    format!("dtaas/image-{id}:latest")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BuildState {
+    Pending,
+    /// Built; the image id is known.
+    Success,
+    /// The Dockerfile (or the repository) failed.
+    Failed,
+    /// The appliance failed (engine down, disk full, ...).
+    Failure,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Build {
+    pub id: Id,
+    pub image: Id,
+    pub owner: Id,
+    pub state: BuildState,
+    #[serde(default)]
+    pub output: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub created: Timestamp,
+    #[serde(default)]
+    pub finished: Option<Timestamp>,
+}
+
+/// What a client asks to build.
+pub struct BuildRequest {
+    pub name: String,
+    pub dockerfile: Option<String>,
+    pub repo_url: Option<String>,
+    pub nocache: bool,
+    /// Attachments already staged on disk: (file name, path).
+    pub attachments: Vec<(String, PathBuf)>,
+}
+
+pub fn images_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("images")
+}
+
+pub fn context_dir(data_dir: &Path, image: Id) -> PathBuf {
+    images_dir(data_dir).join(image.to_string()).join("context")
+}
+
+fn validate_request(req: &BuildRequest) -> Result<()> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(Error::bad_request("name must be 1-200 characters"));
+    }
+    match (&req.repo_url, &req.dockerfile) {
+        (Some(url), _) => {
+            if url.trim().is_empty() || url.starts_with('-') {
+                return Err(Error::bad_request("repo_url is not a repository address"));
+            }
+        }
+        (None, Some(d)) if !d.trim().is_empty() => {}
+        _ => {
+            return Err(Error::bad_request(
+                "give the Dockerfile's text as `dockerfile`, or a repository as `repo_url`",
+            ));
+        }
+    }
+    if req.repo_url.is_none() && req.attachments.iter().any(|(n, _)| n == "Dockerfile") {
+        return Err(Error::bad_request(
+            "an attachment may not be named Dockerfile: the dockerfile field is the Dockerfile",
+        ));
+    }
+    Ok(())
+}
+
+/// Lays out the build context of `image` on disk: the Dockerfile and the attachments (moved
+/// from their staging place). A rebuild without new attachments keeps the old ones.
+fn write_context(data_dir: &Path, image: Id, req: &BuildRequest, replace: bool) -> Result<()> {
+    let io = |e: std::io::Error| Error::internal(format!("writing the build context: {e}"));
+    let dir = context_dir(data_dir, image);
+    if replace && !req.attachments.is_empty() && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    if let Some(text) = &req.dockerfile {
+        std::fs::write(dir.join("Dockerfile"), text).map_err(io)?;
+    }
+    for (name, staged) in &req.attachments {
+        crate::core::fs::move_file(staged, &dir.join(name)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Registers a new image and its first build; the caller starts the build.
+pub fn create_image(
+    store: &Store,
+    data_dir: &Path,
+    owner: &Principal,
+    req: BuildRequest,
+    now: Timestamp,
+) -> Result<Build> {
+    validate_request(&req)?;
+    let image_id = Id::new();
+    write_context(data_dir, image_id, &req, false)?;
+    let build = Build {
+        id: Id::new(),
+        image: image_id,
+        owner: owner.id,
+        state: BuildState::Pending,
+        output: String::new(),
+        error: None,
+        created: now,
+        finished: None,
+    };
+    let image = Image {
+        id: image_id,
+        owner: owner.id,
+        name: req.name.trim().to_owned(),
+        dockerfile: req.dockerfile.unwrap_or_default(),
+        repo_url: req.repo_url,
+        attachments: req.attachments.into_iter().map(|(n, _)| n).collect(),
+        nocache: req.nocache,
+        creation_date: now,
+        docker_id: None,
+        built: None,
+        repository: None,
+        last_build: build.id,
+    };
+    let txn = store.write()?;
+    put(&txn, IMAGES, image.id, &image)?;
+    put(&txn, BUILDS, build.id, &build)?;
+    for (id, kind) in [(image.id, Kind::Image), (build.id, Kind::Build)] {
+        authz::create_object(
+            &txn,
+            &ObjectMeta {
+                id,
+                kind,
+                owner: Some(owner.id),
+                created: now,
+            },
+        )?;
+    }
+    txn.commit()?;
+    Ok(build)
+}
+
+/// `PUT /image/<id>`: rebuild under the same id, with whatever the request changes.
+pub fn rebuild_image(
+    store: &Store,
+    data_dir: &Path,
+    caller: &Principal,
+    id: Id,
+    name: Option<String>,
+    req: BuildRequest,
+    now: Timestamp,
+) -> Result<Build> {
+    let mut image: Image = {
+        let txn = store.read()?;
+        let acl = Acl::read(&txn)?;
+        acl.check(caller, id, Kind::Image, Capability::Update)?;
+        get_in(&txn.open_table(IMAGES)?, id)?.ok_or_else(|| Error::not_found("Image not found"))?
+    };
+    if let Some(pending) = get_build(store, image.last_build)?
+        && pending.state == BuildState::Pending
+    {
+        return Err(Error::conflict(
+            "this image is being built; wait for that build to end",
+        ));
+    }
+    if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
+        image.name = name.trim().to_owned();
+    }
+    if let Some(d) = req.dockerfile.as_ref().filter(|d| !d.trim().is_empty()) {
+        image.dockerfile = d.clone();
+        image.repo_url = None;
+    }
+    if let Some(url) = &req.repo_url {
+        image.repo_url = Some(url.clone());
+    }
+    image.nocache = req.nocache;
+    if !req.attachments.is_empty() {
+        image.attachments = req.attachments.iter().map(|(n, _)| n.clone()).collect();
+    }
+    let effective = BuildRequest {
+        name: image.name.clone(),
+        dockerfile: (!image.dockerfile.is_empty()).then(|| image.dockerfile.clone()),
+        repo_url: image.repo_url.clone(),
+        nocache: image.nocache,
+        attachments: req.attachments,
+    };
+    validate_request(&effective)?;
+    write_context(data_dir, id, &effective, true)?;
+    let build = Build {
+        id: Id::new(),
+        image: id,
+        owner: image.owner,
+        state: BuildState::Pending,
+        output: String::new(),
+        error: None,
+        created: now,
+        finished: None,
+    };
+    image.last_build = build.id;
+    let txn = store.write()?;
+    put(&txn, IMAGES, image.id, &image)?;
+    put(&txn, BUILDS, build.id, &build)?;
+    authz::create_object(
+        &txn,
+        &ObjectMeta {
+            id: build.id,
+            kind: Kind::Build,
+            owner: Some(image.owner),
+            created: now,
+        },
+    )?;
+    txn.commit()?;
+    Ok(build)
+}
+
+fn put<T: Serialize>(
+    txn: &WriteTransaction,
+    table: TableDefinition<u128, &[u8]>,
+    id: Id,
+    value: &T,
+) -> Result<()> {
+    Ok(crate::core::store::put_record(txn, table, id, value)?)
+}
+
+fn get_in<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: Id,
+) -> Result<Option<T>> {
+    Ok(crate::core::store::get_record(table, id)?)
+}
+
+pub fn get_image(store: &Store, id: Id) -> Result<Option<Image>> {
+    let txn = store.read()?;
+    get_in(&txn.open_table(IMAGES)?, id)
+}
+
+pub fn get_build(store: &Store, id: Id) -> Result<Option<Build>> {
+    let txn = store.read()?;
+    get_in(&txn.open_table(BUILDS)?, id)
+}
+
+/// An image the caller may use with `cap`; 404 "Image not found" otherwise.
+pub fn image_for(store: &Store, caller: &Principal, id: Id, cap: Capability) -> Result<Image> {
+    let txn = store.read()?;
+    Acl::read(&txn)?.check(caller, id, Kind::Image, cap)?;
+    get_in(&txn.open_table(IMAGES)?, id)?.ok_or_else(|| Error::not_found("Image not found"))
+}
+
+pub fn build_for(store: &Store, caller: &Principal, id: Id) -> Result<Build> {
+    let txn = store.read()?;
+    Acl::read(&txn)?.check(caller, id, Kind::Build, Capability::Read)?;
+    get_in(&txn.open_table(BUILDS)?, id)?.ok_or_else(|| Error::not_found("Build not found"))
+}
+
+/// The images the caller may read, oldest first.
+pub fn list_images(store: &Store, caller: &Principal) -> Result<Vec<Image>> {
+    authz::list_readable(store, IMAGES, caller)
+}
+
+/// Records a finished build and, on success, the image's new engine id and registry
+/// repository.
+pub fn finish_build(store: &Store, build: &Build, built: Option<(String, String)>) -> Result<()> {
+    let txn = store.write()?;
+    put(&txn, BUILDS, build.id, build)?;
+    if let Some((docker_id, repository)) = built {
+        let image: Option<Image> = get_in(&txn.open_table(IMAGES)?, build.image)?;
+        if let Some(mut image) = image {
+            image.docker_id = Some(docker_id);
+            image.repository = Some(repository);
+            image.built = build.finished;
+            put(&txn, IMAGES, image.id, &image)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+pub fn pending_builds(store: &Store) -> Result<Vec<Build>> {
+    Ok(crate::core::store::records_where(
+        store,
+        BUILDS,
+        |b: &Build| b.state == BuildState::Pending,
+    )?)
+}
+
+/// Deletes an image's records and files; the caller removes it from the engine.
+pub fn delete_image(store: &Store, data_dir: &Path, caller: &Principal, id: Id) -> Result<Image> {
+    let txn = store.write()?;
+    Acl::write(&txn)?.check(caller, id, Kind::Image, Capability::Delete)?;
+    let image: Image =
+        get_in(&txn.open_table(IMAGES)?, id)?.ok_or_else(|| Error::not_found("Image not found"))?;
+    if get_in::<Build>(&txn.open_table(BUILDS)?, image.last_build)?
+        .is_some_and(|b| b.state == BuildState::Pending)
+    {
+        return Err(Error::conflict(
+            "this image is being built; wait for that build to end",
+        ));
+    }
+    txn.open_table(IMAGES)?.remove(id.0)?;
+    authz::delete_object(&txn, id)?;
+    let builds: Vec<Id> = txn
+        .open_table(BUILDS)?
+        .iter()?
+        .filter_map(|e| e.ok())
+        .filter_map(|(_, v)| decode::<Build>(v.value()).ok())
+        .filter(|b| b.image == id)
+        .map(|b| b.id)
+        .collect();
+    for b in builds {
+        txn.open_table(BUILDS)?.remove(b.0)?;
+        authz::delete_object(&txn, b)?;
+    }
+    txn.commit()?;
+    let dir = images_dir(data_dir).join(id.to_string());
+    if let Err(e) = std::fs::remove_dir_all(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing {}: {e}", dir.display());
+    }
+    Ok(image)
+}

@@ -1,0 +1,499 @@
+//! The registry's records in redb: repositories (objects of the shared model), blobs, which
+//! repository holds which blob, manifests (their exact bytes), tags, referrers and upload
+//! sessions. Blob contents live in files (see `blobs`).
+
+use crate::core::clock::Timestamp;
+use crate::core::error::{Error, Result};
+use crate::core::id::Id;
+use crate::core::store::{Store, StoreError, decode, encode};
+use crate::domains::accounts;
+use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("registry_repos");
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("registry_blobs");
+/// (repository, digest) -> when it was linked (unix seconds).
+const REPO_BLOBS: TableDefinition<(&str, &str), i64> = TableDefinition::new("registry_repo_blobs");
+/// (repository, manifest digest) -> `Manifest`
+const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("registry_manifests");
+/// manifest digest -> its bytes, exactly as pushed
+const MANIFEST_BYTES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("registry_manifest_bytes");
+/// (repository, tag) -> manifest digest
+const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("registry_tags");
+/// (repository, subject digest, referrer digest) -> ()
+const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("registry_referrers");
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("registry_uploads");
+
+pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(REPOS)?;
+    txn.open_table(BLOBS)?;
+    txn.open_table(REPO_BLOBS)?;
+    txn.open_table(MANIFESTS)?;
+    txn.open_table(MANIFEST_BYTES)?;
+    txn.open_table(TAGS)?;
+    txn.open_table(REFERRERS)?;
+    txn.open_table(UPLOADS)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Repo {
+    pub id: Id,
+    pub name: String,
+    pub owner: Id,
+    pub created: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobRecord {
+    pub size: u64,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Blobs it references (config, layers).
+    #[serde(default)]
+    pub blobs: Vec<String>,
+    /// Manifests it references (an index's entries).
+    #[serde(default)]
+    pub manifests: Vec<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    #[serde(default)]
+    pub annotations: Option<serde_json::Value>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Upload {
+    pub id: String,
+    pub repo: String,
+    pub principal: Id,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Every key of a table whose first tuple element is `repo`.
+fn repo_range(repo: &str) -> (String, String) {
+    (repo.to_owned(), format!("{repo}\u{0}"))
+}
+
+pub fn repo(store: &Store, name: &str) -> Result<Option<Repo>> {
+    let txn = store.read()?;
+    match txn.open_table(REPOS)?.get(name)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// What a principal may do on a repository; `None` when it does not exist or is invisible.
+pub fn repo_caps(
+    store: &Store,
+    principal: &Principal,
+    name: &str,
+) -> Result<Option<(Repo, authz::Caps)>> {
+    let Some(repo) = repo(store, name)? else {
+        return Ok(None);
+    };
+    let txn = store.read()?;
+    let acl = Acl::read(&txn)?;
+    let Some(meta) = acl.object(repo.id)? else {
+        return Ok(None);
+    };
+    let caps = acl.caps(principal, &meta)?;
+    Ok((!caps.is_empty()).then_some((repo, caps)))
+}
+
+/// Creates a repository owned by `owner` (the first pusher).
+pub fn create_repo(store: &Store, owner: Id, name: &str, now: Timestamp) -> Result<Repo> {
+    let txn = store.write()?;
+    let existing: Option<Repo> = match txn.open_table(REPOS)?.get(name)? {
+        Some(v) => Some(decode(v.value())?),
+        None => None,
+    };
+    if let Some(r) = existing {
+        return Ok(r);
+    }
+    let repo = Repo {
+        id: Id::new(),
+        name: name.to_owned(),
+        owner,
+        created: now,
+    };
+    txn.open_table(REPOS)?
+        .insert(name, encode(&repo)?.as_slice())?;
+    authz::create_object(
+        &txn,
+        &ObjectMeta {
+            id: repo.id,
+            kind: Kind::Repository,
+            owner: Some(owner),
+            created: now,
+        },
+    )?;
+    txn.commit()?;
+    Ok(repo)
+}
+
+/// Repositories the principal may read, sorted by name.
+pub fn catalog(store: &Store, principal: &Principal) -> Result<Vec<String>> {
+    let txn = store.read()?;
+    let acl = Acl::read(&txn)?;
+    let mut out = Vec::new();
+    for entry in txn.open_table(REPOS)?.iter()? {
+        let (k, v) = entry?;
+        let repo: Repo = decode(v.value())?;
+        if let Some(meta) = acl.object(repo.id)?
+            && acl.caps(principal, &meta)?.contains(Capability::Read)
+        {
+            out.push(k.value().to_owned());
+        }
+    }
+    Ok(out)
+}
+
+pub fn blob(store: &Store, digest: &str) -> Result<Option<BlobRecord>> {
+    let txn = store.read()?;
+    match txn.open_table(BLOBS)?.get(digest)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// A blob, if the repository holds it.
+pub fn repo_blob(store: &Store, repo: &str, digest: &str) -> Result<Option<BlobRecord>> {
+    let txn = store.read()?;
+    if txn.open_table(REPO_BLOBS)?.get((repo, digest))?.is_none() {
+        return Ok(None);
+    }
+    match txn.open_table(BLOBS)?.get(digest)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Records a blob whose file is in place and links it to a repository.
+pub fn add_blob(store: &Store, repo: &str, digest: &str, size: u64, now: i64) -> Result<()> {
+    let txn = store.write()?;
+    {
+        let mut blobs = txn.open_table(BLOBS)?;
+        if blobs.get(digest)?.is_none() {
+            blobs.insert(
+                digest,
+                encode(&BlobRecord { size, created: now })?.as_slice(),
+            )?;
+        }
+    }
+    txn.open_table(REPO_BLOBS)?.insert((repo, digest), now)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Links an existing blob to another repository (cross-repository mount).
+pub fn link_blob(store: &Store, repo: &str, digest: &str, now: i64) -> Result<bool> {
+    let txn = store.write()?;
+    if txn.open_table(BLOBS)?.get(digest)?.is_none() {
+        return Ok(false);
+    }
+    txn.open_table(REPO_BLOBS)?.insert((repo, digest), now)?;
+    txn.commit()?;
+    Ok(true)
+}
+
+pub fn unlink_blob(store: &Store, repo: &str, digest: &str) -> Result<bool> {
+    let txn = store.write()?;
+    let removed = txn
+        .open_table(REPO_BLOBS)?
+        .remove((repo, digest))?
+        .is_some();
+    txn.commit()?;
+    Ok(removed)
+}
+
+/// What a manifest references, for the checks before it is stored.
+pub struct ManifestRefs {
+    pub blobs: Vec<String>,
+    pub manifests: Vec<String>,
+}
+
+/// Stores a manifest (and a tag), after checking that the repository holds everything it
+/// references; returns the first missing reference otherwise.
+pub fn put_manifest(
+    store: &Store,
+    repo: &str,
+    manifest: &Manifest,
+    bytes: &[u8],
+    tag: Option<&str>,
+) -> Result<Result<(), String>> {
+    let txn = store.write()?;
+    {
+        let links = txn.open_table(REPO_BLOBS)?;
+        for b in &manifest.blobs {
+            if links.get((repo, b.as_str()))?.is_none() {
+                return Ok(Err(b.clone()));
+            }
+        }
+        let manifests = txn.open_table(MANIFESTS)?;
+        for m in &manifest.manifests {
+            if manifests.get((repo, m.as_str()))?.is_none() {
+                return Ok(Err(m.clone()));
+            }
+        }
+    }
+    txn.open_table(MANIFESTS)?.insert(
+        (repo, manifest.digest.as_str()),
+        encode(manifest)?.as_slice(),
+    )?;
+    txn.open_table(MANIFEST_BYTES)?
+        .insert(manifest.digest.as_str(), bytes)?;
+    if let Some(tag) = tag {
+        txn.open_table(TAGS)?
+            .insert((repo, tag), manifest.digest.as_str())?;
+    }
+    if let Some(subject) = &manifest.subject {
+        txn.open_table(REFERRERS)?
+            .insert((repo, subject.as_str(), manifest.digest.as_str()), ())?;
+    }
+    txn.commit()?;
+    Ok(Ok(()))
+}
+
+/// A tag or a digest to the manifest's digest.
+pub fn resolve(store: &Store, repo: &str, reference: &str) -> Result<Option<String>> {
+    let txn = store.read()?;
+    if reference.contains(':') {
+        return Ok(txn
+            .open_table(MANIFESTS)?
+            .get((repo, reference))?
+            .map(|_| reference.to_owned()));
+    }
+    Ok(txn
+        .open_table(TAGS)?
+        .get((repo, reference))?
+        .map(|v| v.value().to_owned()))
+}
+
+pub fn manifest(store: &Store, repo: &str, digest: &str) -> Result<Option<(Manifest, Vec<u8>)>> {
+    let txn = store.read()?;
+    let Some(m) = txn.open_table(MANIFESTS)?.get((repo, digest))? else {
+        return Ok(None);
+    };
+    let m: Manifest = decode(m.value())?;
+    let bytes = txn
+        .open_table(MANIFEST_BYTES)?
+        .get(digest)?
+        .map(|v| v.value().to_vec())
+        .ok_or_else(|| Error::internal(format!("manifest {digest} has no bytes")))?;
+    Ok(Some((m, bytes)))
+}
+
+/// Deletes a manifest by digest (with its tags and referrer entries), or a tag alone.
+pub fn delete_manifest(store: &Store, repo: &str, reference: &str) -> Result<bool> {
+    let txn = store.write()?;
+    if !reference.contains(':') {
+        let removed = txn.open_table(TAGS)?.remove((repo, reference))?.is_some();
+        txn.commit()?;
+        return Ok(removed);
+    }
+    let manifest: Option<Manifest> = match txn.open_table(MANIFESTS)?.remove((repo, reference))? {
+        Some(v) => Some(decode(v.value())?),
+        None => None,
+    };
+    let Some(manifest) = manifest else {
+        return Ok(false);
+    };
+    let (lo, hi) = repo_range(repo);
+    {
+        let mut tags = txn.open_table(TAGS)?;
+        let doomed: Vec<String> = tags
+            .range((lo.as_str(), "")..(hi.as_str(), ""))?
+            .filter_map(|e| e.ok())
+            .filter(|(_, v)| v.value() == reference)
+            .map(|(k, _)| k.value().1.to_owned())
+            .collect();
+        for t in doomed {
+            tags.remove((repo, t.as_str()))?;
+        }
+    }
+    if let Some(subject) = &manifest.subject {
+        txn.open_table(REFERRERS)?
+            .remove((repo, subject.as_str(), reference))?;
+    }
+    txn.commit()?;
+    Ok(true)
+}
+
+/// Tags of a repository, sorted.
+pub fn tags(store: &Store, repo: &str) -> Result<Vec<String>> {
+    let txn = store.read()?;
+    let (lo, hi) = repo_range(repo);
+    let mut out = Vec::new();
+    for entry in txn
+        .open_table(TAGS)?
+        .range((lo.as_str(), "")..(hi.as_str(), ""))?
+    {
+        let (k, _) = entry?;
+        out.push(k.value().1.to_owned());
+    }
+    Ok(out)
+}
+
+/// Manifests of a repository whose subject is `subject`.
+pub fn referrers(store: &Store, repo: &str, subject: &str) -> Result<Vec<Manifest>> {
+    let txn = store.read()?;
+    let refs = txn.open_table(REFERRERS)?;
+    let manifests = txn.open_table(MANIFESTS)?;
+    let mut out = Vec::new();
+    let next = format!("{subject}\u{0}");
+    for entry in refs.range((repo, subject, "")..(repo, next.as_str(), ""))? {
+        let (k, _) = entry?;
+        let digest = k.value().2;
+        if let Some(m) = manifests.get((repo, digest))? {
+            out.push(decode(m.value())?);
+        }
+    }
+    Ok(out)
+}
+
+pub fn create_upload(store: &Store, upload: &Upload) -> Result<()> {
+    let txn = store.write()?;
+    txn.open_table(UPLOADS)?
+        .insert(upload.id.as_str(), encode(upload)?.as_slice())?;
+    txn.commit()?;
+    Ok(())
+}
+
+pub fn upload(store: &Store, id: &str) -> Result<Option<Upload>> {
+    let txn = store.read()?;
+    match txn.open_table(UPLOADS)?.get(id)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+pub fn delete_upload(store: &Store, id: &str) -> Result<()> {
+    let txn = store.write()?;
+    txn.open_table(UPLOADS)?.remove(id)?;
+    txn.commit()?;
+    Ok(())
+}
+
+pub fn all_uploads(store: &Store) -> Result<Vec<Upload>> {
+    let txn = store.read()?;
+    let mut out = Vec::new();
+    for entry in txn.open_table(UPLOADS)?.iter()? {
+        let (_, v) = entry?;
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Garbage collection, in one write transaction: every blob no manifest references and created
+/// before `cutoff` loses its record and links; returns their digests (the caller deletes the
+/// files). Blobs linked to a repository but unreferenced are unlinked once older than `cutoff`.
+pub fn collect_blobs(store: &Store, cutoff: i64) -> Result<Vec<String>> {
+    let txn = store.write()?;
+    let mut referenced = std::collections::HashSet::new();
+    for entry in txn.open_table(MANIFESTS)?.iter()? {
+        let (_, v) = entry?;
+        let m: Manifest = decode(v.value())?;
+        referenced.extend(m.blobs);
+    }
+    let mut doomed = Vec::new();
+    {
+        let mut links = txn.open_table(REPO_BLOBS)?;
+        let stale: Vec<(String, String)> = links
+            .iter()?
+            .filter_map(|e| e.ok())
+            .filter(|(k, v)| !referenced.contains(k.value().1) && v.value() < cutoff)
+            .map(|(k, _)| (k.value().0.to_owned(), k.value().1.to_owned()))
+            .collect();
+        for (r, d) in stale {
+            links.remove((r.as_str(), d.as_str()))?;
+        }
+        let linked: std::collections::HashSet<String> = links
+            .iter()?
+            .filter_map(|e| e.ok())
+            .map(|(k, _)| k.value().1.to_owned())
+            .collect();
+        let mut blobs = txn.open_table(BLOBS)?;
+        let candidates: Vec<String> = blobs
+            .iter()?
+            .filter_map(|e| e.ok())
+            .filter_map(|(k, v)| {
+                let rec: BlobRecord = decode(v.value()).ok()?;
+                let d = k.value().to_owned();
+                (rec.created < cutoff && !referenced.contains(&d) && !linked.contains(&d))
+                    .then_some(d)
+            })
+            .collect();
+        for d in candidates {
+            blobs.remove(d.as_str())?;
+            doomed.push(d);
+        }
+    }
+    // Manifest bytes no repository uses any more.
+    {
+        let used: std::collections::HashSet<String> = txn
+            .open_table(MANIFESTS)?
+            .iter()?
+            .filter_map(|e| e.ok())
+            .map(|(k, _)| k.value().1.to_owned())
+            .collect();
+        let mut bytes = txn.open_table(MANIFEST_BYTES)?;
+        let orphans: Vec<String> = bytes
+            .iter()?
+            .filter_map(|e| e.ok())
+            .map(|(k, _)| k.value().to_owned())
+            .filter(|d| !used.contains(d))
+            .collect();
+        for d in orphans {
+            bytes.remove(d.as_str())?;
+        }
+    }
+    txn.commit()?;
+    Ok(doomed)
+}
+
+/// Every blob digest with a record (for the file sweep).
+pub fn known_blobs(store: &Store) -> Result<std::collections::HashSet<String>> {
+    let txn = store.read()?;
+    let mut out = std::collections::HashSet::new();
+    for entry in txn.open_table(BLOBS)?.iter()? {
+        let (k, _) = entry?;
+        out.insert(k.value().to_owned());
+    }
+    Ok(out)
+}
+
+/// Whether a principal may create a repository of this name: the first path component of a
+/// name may not be another user's login.
+pub fn may_create(store: &Store, principal: &Principal, name: &str) -> Result<bool> {
+    if principal.admin {
+        return Ok(true);
+    }
+    let first = name.split('/').next().unwrap_or(name);
+    if !name.contains('/') {
+        return Ok(true);
+    }
+    let mine = super::names::sanitize_component(&principal.name);
+    if first == mine {
+        return Ok(true);
+    }
+    for user in accounts::list_users(store)? {
+        if super::names::sanitize_component(&user.login) == first {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

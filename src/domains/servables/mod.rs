@@ -1,0 +1,624 @@
+//! The DTaaS model (seeds 000-002): prototypes registered from a manifest, servables made from
+//! them, and instances (a servable's runs as containers).
+//!
+//! * [`manifest`]: validating a project manifest and registering its prototypes.
+//! * this module: the records and their tables, creating and deleting servables.
+//! * [`delegation`]: what a running servable needs on other objects, granted or requested.
+//!
+//! Running instances as containers is the engine layer's (`engine::instances`).
+//!
+//! Every prototype, servable, instance and delegation request is an object of the shared model
+//! ([`super::authz`]). A servable is also a principal: each instance gets a fresh API key for it,
+//! mounted into the container, and what it creates belongs to the servable's owner with every
+//! capability for the servable itself.
+
+pub mod delegation;
+pub mod manifest;
+
+pub use manifest::{
+    Prototype, get_prototype, list_prototypes, register_manifest, resolve_prototype,
+};
+
+use crate::core::clock::Timestamp;
+use crate::core::error::{Error, Problem, Result};
+use crate::core::id::Id;
+use crate::core::store::{Store, StoreError, get_record, put_record, records_where};
+use crate::domains::authz::{self, Capability, Caps, Kind, ObjectMeta, Principal, PrincipalKind};
+use crate::domains::logs::{self, LogCursor, LogOwner};
+use redb::{TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::net::SocketAddr;
+use utoipa::ToSchema;
+
+pub(crate) const SERVABLES: TableDefinition<u128, &[u8]> = TableDefinition::new("servables");
+pub(crate) const INSTANCES: TableDefinition<u128, &[u8]> = TableDefinition::new("instances");
+
+pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(SERVABLES)?;
+    txn.open_table(INSTANCES)?;
+    manifest::init_tables(txn)?;
+    delegation::init_tables(txn)?;
+    Ok(())
+}
+
+/// The port HTTP-type servables listen on.
+pub const HTTP_PORT: u16 = 8080;
+
+/// The kinds of servable (`GET /v1/types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServableType {
+    Pipeline,
+    App,
+    Daemon,
+    Dataset,
+    Model,
+    Report,
+}
+
+impl ServableType {
+    pub const ALL: [ServableType; 6] = [
+        ServableType::Pipeline,
+        ServableType::App,
+        ServableType::Daemon,
+        ServableType::Dataset,
+        ServableType::Model,
+        ServableType::Report,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServableType::Pipeline => "pipeline",
+            ServableType::App => "app",
+            ServableType::Daemon => "daemon",
+            ServableType::Dataset => "dataset",
+            ServableType::Model => "model",
+            ServableType::Report => "report",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ServableType> {
+        ServableType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Serves HTTP on port 8080 behind the proxy.
+    pub fn serves_http(self) -> bool {
+        matches!(
+            self,
+            ServableType::App | ServableType::Dataset | ServableType::Model | ServableType::Report
+        )
+    }
+
+    /// Restarted (with backoff) when it fails; a pipeline runs once.
+    pub fn restarts_on_failure(self) -> bool {
+        self != ServableType::Pipeline
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            ServableType::Pipeline => "does one task and exits; lists the objects it created",
+            ServableType::App => "a user-facing web application on port 8080, behind the proxy",
+            ServableType::Daemon => {
+                "runs until stopped; reached by other servables directly, with a persistent volume"
+            }
+            ServableType::Dataset => "serves a data set over HTTP on port 8080, behind the proxy",
+            ServableType::Model => "serves a model over HTTP on port 8080, behind the proxy",
+            ServableType::Report => "serves a report over HTTP on port 8080, behind the proxy",
+        }
+    }
+}
+
+/// What a servable's container may use. Sizes in megabytes; zero means "no limit" (or, for
+/// `shm`, the engine's default of 64 MB).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resources {
+    pub cpu_cores: f64,
+    pub ram: u64,
+    pub disk: u64,
+    pub gpu_count: u32,
+    pub shm: u64,
+}
+
+impl Resources {
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        if !self.cpu_cores.is_finite() || self.cpu_cores < 0.0 {
+            problems.push(Problem::new(
+                "resources",
+                "cpu_cores",
+                "must be a non-negative number",
+            ));
+        }
+        if self.ram > 0 && self.ram < 6 {
+            problems.push(Problem::new(
+                "resources",
+                "ram",
+                "the engine needs at least 6 MB (or 0 for no limit)",
+            ));
+        }
+    }
+}
+
+/// A daemon's persistent volume.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Volume {
+    /// The engine's volume name.
+    pub name: String,
+    /// Where it is mounted in the container.
+    pub location: String,
+    /// The size the manifest asks for, in MB.
+    pub size_mb: u64,
+    /// Bytes in use when last measured.
+    pub used_bytes: Option<u64>,
+    /// Whether the engine enforces the size (it cannot on this storage; then usage is measured).
+    pub enforced: bool,
+    /// The volume holds more than `size_mb`.
+    pub overrun: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Servable {
+    pub id: Id,
+    #[serde(rename = "type")]
+    pub kind: ServableType,
+    pub name: String,
+    pub prototype: Id,
+    pub config: Value,
+    pub resources: Resources,
+    /// The proxy checks REQUEST on callers (HTTP types).
+    pub access_control: bool,
+    /// The account it belongs to (and acts for).
+    pub owner: Id,
+    /// The principal that created it (the owner, or a servable of the owner's).
+    pub creator: Id,
+    pub created: Timestamp,
+    #[serde(default)]
+    pub volume: Option<Volume>,
+    /// Limits the engine cannot enforce here, and why (reported, not dropped).
+    #[serde(default)]
+    pub unenforced: Vec<String>,
+    /// The latest instance.
+    #[serde(default)]
+    pub current: Option<Id>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    Created,
+    Starting,
+    Running,
+    Exited,
+    Failed,
+    Stopped,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Created => "created",
+            InstanceState::Starting => "starting",
+            InstanceState::Running => "running",
+            InstanceState::Exited => "exited",
+            InstanceState::Failed => "failed",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+
+    /// Its container may be running (or about to).
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            InstanceState::Created | InstanceState::Starting | InstanceState::Running
+        )
+    }
+}
+
+/// An object a pipeline created while it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Output {
+    pub id: Id,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: Id,
+    pub servable: Id,
+    #[serde(rename = "type")]
+    pub kind: ServableType,
+    pub state: InstanceState,
+    pub exit_code: Option<i64>,
+    pub ipv4_address: Option<String>,
+    /// The principal that ran it (delegation requests go to it).
+    pub runner: Id,
+    /// The API key the container holds (revoked when the instance ends).
+    #[serde(default)]
+    pub api_key: Option<Id>,
+    pub created: Timestamp,
+    pub started: Option<Timestamp>,
+    pub finished: Option<Timestamp>,
+    /// Restarts after failures.
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub outputs: Vec<Output>,
+    /// A stop was asked for: the exit that follows is `stopped`, not a failure.
+    #[serde(default)]
+    pub stopping: bool,
+    #[serde(default)]
+    pub log: LogCursor,
+}
+
+impl LogOwner for Instance {
+    const LIMIT_KEY: &'static str = "servables.max_log_lines";
+
+    fn load_cursor(txn: &WriteTransaction, id: Id) -> Result<Option<LogCursor>> {
+        Ok(get_record::<Instance>(&txn.open_table(INSTANCES)?, id)?.map(|i| i.log))
+    }
+
+    fn save_cursor(txn: &WriteTransaction, id: Id, cursor: &LogCursor) -> Result<()> {
+        // Read in its own statement: the table handle must be gone before `put_record` opens it.
+        let instance = get_record::<Instance>(&txn.open_table(INSTANCES)?, id)?;
+        if let Some(mut i) = instance {
+            i.log = cursor.clone();
+            put_record(txn, INSTANCES, id, &i)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn get_servable(store: &Store, id: Id) -> Result<Option<Servable>> {
+    let txn = store.read()?;
+    Ok(get_record(&txn.open_table(SERVABLES)?, id)?)
+}
+
+pub fn get_instance(store: &Store, id: Id) -> Result<Option<Instance>> {
+    let txn = store.read()?;
+    Ok(get_record(&txn.open_table(INSTANCES)?, id)?)
+}
+
+/// A servable the caller holds `cap` on.
+pub fn servable_for(
+    store: &Store,
+    caller: &Principal,
+    id: Id,
+    cap: Capability,
+) -> Result<Servable> {
+    authz::authorize(store, caller, id, Kind::Servable, cap)?;
+    get_servable(store, id)?.ok_or_else(|| Error::not_found("Servable not found"))
+}
+
+/// An instance the caller holds `cap` on.
+pub fn instance_for(
+    store: &Store,
+    caller: &Principal,
+    id: Id,
+    cap: Capability,
+) -> Result<Instance> {
+    authz::authorize(store, caller, id, Kind::Instance, cap)?;
+    get_instance(store, id)?.ok_or_else(|| Error::not_found("Instance not found"))
+}
+
+/// Servables the caller may read, optionally of one type.
+pub fn list_servables(
+    store: &Store,
+    caller: &Principal,
+    kind: Option<ServableType>,
+) -> Result<Vec<Servable>> {
+    let all: Vec<Servable> = authz::list_readable(store, SERVABLES, caller)?;
+    Ok(all
+        .into_iter()
+        .filter(|s| kind.is_none_or(|k| s.kind == k))
+        .collect())
+}
+
+/// A servable's instances the caller may read, oldest first.
+pub fn list_instances(store: &Store, caller: &Principal, servable: Id) -> Result<Vec<Instance>> {
+    let all: Vec<Instance> = authz::list_readable(store, INSTANCES, caller)?;
+    Ok(all.into_iter().filter(|i| i.servable == servable).collect())
+}
+
+/// Every instance (for recovery: containers no instance owns are removed).
+pub fn all_instances(store: &Store) -> Result<Vec<Instance>> {
+    Ok(records_where(store, INSTANCES, |_: &Instance| true)?)
+}
+
+/// Instances whose container may be running (for recovery).
+pub fn active_instances(store: &Store) -> Result<Vec<Instance>> {
+    Ok(records_where(store, INSTANCES, |i: &Instance| {
+        i.state.is_active()
+    })?)
+}
+
+/// Changes an instance in its own transaction; `None` if it is gone.
+pub fn update_instance(
+    store: &Store,
+    id: Id,
+    change: impl FnOnce(&mut Instance),
+) -> Result<Option<Instance>> {
+    let txn = store.write()?;
+    let Some(mut instance) = get_record::<Instance>(&txn.open_table(INSTANCES)?, id)? else {
+        return Ok(None);
+    };
+    change(&mut instance);
+    put_record(&txn, INSTANCES, id, &instance)?;
+    txn.commit()?;
+    Ok(Some(instance))
+}
+
+pub fn update_servable(
+    store: &Store,
+    id: Id,
+    change: impl FnOnce(&mut Servable),
+) -> Result<Option<Servable>> {
+    let txn = store.write()?;
+    let Some(mut servable) = get_record::<Servable>(&txn.open_table(SERVABLES)?, id)? else {
+        return Ok(None);
+    };
+    change(&mut servable);
+    put_record(&txn, SERVABLES, id, &servable)?;
+    txn.commit()?;
+    Ok(Some(servable))
+}
+
+/// The principal of a servable (its API key authenticates as this), unless its owner's account
+/// is disabled or gone.
+pub fn servable_principal(store: &Store, id: Id) -> Result<Option<Principal>> {
+    let Some(servable) = get_servable(store, id)? else {
+        return Ok(None);
+    };
+    let Some(owner) = crate::domains::accounts::get_user(store, servable.owner)? else {
+        return Ok(None);
+    };
+    if owner.disabled {
+        return Err(Error::unauthorized(
+            "the account behind this servable is disabled",
+        ));
+    }
+    Ok(Some(Principal {
+        id: servable.id,
+        kind: PrincipalKind::Servable,
+        name: servable.name,
+        admin: false,
+        user: servable.owner,
+    }))
+}
+
+/// Records a new object made by `creator`: owned by its account; a servable creator also holds
+/// every capability on it, and a running pipeline lists it among its outputs.
+pub(crate) fn record_creation(
+    txn: &WriteTransaction,
+    creator: &Principal,
+    id: Id,
+    kind: Kind,
+    name: &str,
+    now: Timestamp,
+) -> Result<()> {
+    authz::create_object(
+        txn,
+        &ObjectMeta {
+            id,
+            kind,
+            owner: Some(creator.owner()),
+            created: now,
+        },
+    )?;
+    if creator.kind == PrincipalKind::Servable {
+        authz::grant(txn, id, creator.id, Caps::ALL)?;
+    }
+    note_output(txn, creator, id, kind.as_str(), name)
+}
+
+/// Lists a new object among the outputs of a running pipeline (or other servable) that made it.
+pub(crate) fn note_output(
+    txn: &WriteTransaction,
+    creator: &Principal,
+    id: Id,
+    kind: &str,
+    name: &str,
+) -> Result<()> {
+    if creator.kind != PrincipalKind::Servable {
+        return Ok(());
+    }
+    let current =
+        get_record::<Servable>(&txn.open_table(SERVABLES)?, creator.id)?.and_then(|s| s.current);
+    let Some(instance_id) = current else {
+        return Ok(());
+    };
+    // Read in its own statement: the table handle must be gone before `put_record` opens it.
+    let instance = get_record::<Instance>(&txn.open_table(INSTANCES)?, instance_id)?;
+    if let Some(mut instance) = instance
+        && instance.state.is_active()
+    {
+        instance.outputs.push(Output {
+            id,
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        });
+        put_record(txn, INSTANCES, instance_id, &instance)?;
+    }
+    Ok(())
+}
+
+/// What `POST /v1/servables` takes.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewServable {
+    /// The prototype: its id or `name:tag`.
+    pub prototype: String,
+    pub name: String,
+    /// Must equal the prototype's type when given.
+    #[serde(default, rename = "type")]
+    pub kind: Option<ServableType>,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    #[serde(default)]
+    pub resources: Resources,
+    /// For HTTP types: the proxy checks REQUEST on callers (default). Off: requests pass
+    /// unchecked and the app authenticates users itself.
+    #[serde(default)]
+    pub access_control: Option<bool>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// Creates a servable from a prototype the caller holds CREATE on.
+pub fn create_servable(
+    store: &Store,
+    caller: &Principal,
+    new: NewServable,
+    now: Timestamp,
+) -> Result<Servable> {
+    let prototype = manifest::prototype_for(store, caller, &new.prototype, Capability::Create)?;
+    let mut problems = Vec::new();
+    let name = new.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        problems.push(Problem::new("servable", "name", "must be 1-200 characters"));
+    }
+    if let Some(kind) = new.kind
+        && kind != prototype.kind
+    {
+        problems.push(Problem::new(
+            "servable",
+            "type",
+            format!(
+                "the prototype {}:{} makes {} servables, not {}",
+                prototype.name,
+                prototype.tag,
+                prototype.kind.as_str(),
+                kind.as_str()
+            ),
+        ));
+    }
+    if !new.config.is_object() {
+        problems.push(Problem::new("servable", "config", "must be a JSON object"));
+    } else {
+        delegation::check_config(&prototype.config_capabilities, &new.config, &mut problems);
+    }
+    new.resources.validate(&mut problems);
+    if new.access_control == Some(false) && !prototype.kind.serves_http() {
+        problems.push(Problem::new(
+            "servable",
+            "access_control",
+            format!(
+                "only HTTP types are served through the proxy; a {} has no access control to turn off",
+                prototype.kind.as_str()
+            ),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Error::Problems(problems));
+    }
+    let id = Id::new();
+    let volume = prototype.volume().map(|(location, size_mb)| Volume {
+        name: format!("dtaas-vol-{id}"),
+        location,
+        size_mb,
+        used_bytes: None,
+        enforced: false,
+        overrun: false,
+    });
+    let servable = Servable {
+        id,
+        kind: prototype.kind,
+        name: name.to_owned(),
+        prototype: prototype.id,
+        config: new.config,
+        resources: new.resources,
+        access_control: new.access_control.unwrap_or(true),
+        owner: caller.owner(),
+        creator: caller.id,
+        created: now,
+        volume,
+        unenforced: Vec::new(),
+        current: None,
+    };
+    let txn = store.write()?;
+    put_record(&txn, SERVABLES, id, &servable)?;
+    record_creation(&txn, caller, id, Kind::Servable, &servable.name, now)?;
+    txn.commit()?;
+    Ok(servable)
+}
+
+/// A servable's instances, oldest first (no access check: for the servable's own deletion).
+pub fn instances_of(store: &Store, servable: Id) -> Result<Vec<Instance>> {
+    Ok(records_where(store, INSTANCES, |i: &Instance| {
+        i.servable == servable
+    })?)
+}
+
+/// Forgets a servable whose containers are gone: its instances and their logs, its delegation
+/// requests and every grant it held.
+pub fn forget_servable(store: &Store, id: Id, instances: &[Instance]) -> Result<()> {
+    let txn = store.write()?;
+    for instance in instances {
+        txn.open_table(INSTANCES)?.remove(instance.id.0)?;
+        logs::delete_logs(&txn, instance.id)?;
+        authz::delete_object(&txn, instance.id)?;
+    }
+    delegation::forget_servable(&txn, id)?;
+    txn.open_table(SERVABLES)?.remove(id.0)?;
+    authz::delete_object(&txn, id)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Forgets one instance whose container is gone (and the servable's pointer to it).
+pub fn forget_instance(store: &Store, instance: &Instance) -> Result<()> {
+    let id = instance.id;
+    let txn = store.write()?;
+    txn.open_table(INSTANCES)?.remove(id.0)?;
+    logs::delete_logs(&txn, id)?;
+    authz::delete_object(&txn, id)?;
+    let servable = get_record::<Servable>(&txn.open_table(SERVABLES)?, instance.servable)?;
+    if let Some(mut s) = servable
+        && s.current == Some(id)
+    {
+        s.current = None;
+        put_record(&txn, SERVABLES, s.id, &s)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Where the proxy sends requests for an HTTP-type servable.
+#[derive(Debug, Clone)]
+pub struct ProxyTarget {
+    pub servable: Id,
+    pub access_control: bool,
+    pub addr: SocketAddr,
+}
+
+/// The running instance of an HTTP-type servable. Not found for unknown ids and for other
+/// types (daemons are not exposed); unavailable while nothing runs.
+pub fn proxy_target(store: &Store, id: Id) -> Result<ProxyTarget> {
+    let not_found = || Error::not_found("Servable not found");
+    let servable = get_servable(store, id)?.ok_or_else(not_found)?;
+    if !servable.kind.serves_http() {
+        return Err(not_found());
+    }
+    let instance = match servable.current {
+        Some(i) => get_instance(store, i)?,
+        None => None,
+    };
+    let addr = instance
+        .filter(|i| i.state == InstanceState::Running)
+        .and_then(|i| i.ipv4_address)
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        // No name in the message: this answers callers not checked yet.
+        .ok_or_else(|| {
+            Error::Unavailable(format!("this {} is not running", servable.kind.as_str()))
+        })?;
+    Ok(ProxyTarget {
+        servable: id,
+        access_control: servable.access_control,
+        addr: SocketAddr::new(addr, HTTP_PORT),
+    })
+}

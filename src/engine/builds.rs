@@ -1,0 +1,404 @@
+//! Running a build: clone the repository if there is one, tar the context (symlinks stay links:
+//! a link in a repository must not pull server files into the context), stream it to the
+//! engine's builder, and record SUCCESS, FAILED (the Dockerfile or repository failed) or FAILURE
+//! (the appliance failed). Builds run on the server's task tracker, a few at a time.
+
+use super::Engine;
+use super::registry_sync::RegistrySync;
+use crate::core::clock::Clock;
+use crate::core::config::ImagesConfig;
+use crate::core::error::{Error, Result};
+use crate::core::fs::RemoveDirOnDrop;
+use crate::core::id::Id;
+use crate::core::store::Store;
+use crate::core::tasks::Tasks;
+use crate::domains::accounts;
+use crate::domains::images::{
+    Build, BuildState, Image, context_dir, finish_build, get_build, get_image, pending_builds,
+};
+use crate::domains::registry::{meta, names};
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Kept from the end of a build's output.
+const MAX_OUTPUT: usize = 1 << 20;
+
+enum Outcome {
+    Success(String),
+    /// The user's Dockerfile or repository failed.
+    Failed(String),
+    /// The appliance failed.
+    Failure(String),
+}
+
+/// Runs image builds: what it needs, and the build slots.
+pub struct Builder {
+    store: Store,
+    engine: Arc<Engine>,
+    clock: Arc<dyn Clock>,
+    config: ImagesConfig,
+    /// The largest build context, in bytes (`limits.max_upload_mb`).
+    max_context: u64,
+    data_dir: PathBuf,
+    installation: Id,
+    registry: Arc<RegistrySync>,
+    slots: Semaphore,
+    tasks: Tasks,
+}
+
+impl Builder {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        engine: Arc<Engine>,
+        clock: Arc<dyn Clock>,
+        config: ImagesConfig,
+        max_upload_mb: u64,
+        data_dir: PathBuf,
+        installation: Id,
+        registry: Arc<RegistrySync>,
+        tasks: Tasks,
+    ) -> Builder {
+        Builder {
+            slots: Semaphore::new(config.max_parallel_builds as usize),
+            max_context: max_upload_mb.saturating_mul(1024 * 1024),
+            store,
+            engine,
+            clock,
+            config,
+            data_dir,
+            installation,
+            registry,
+            tasks,
+        }
+    }
+
+    /// Starts a build in the background (left PENDING at shutdown: resumed at the next start).
+    pub fn start_build(self: &Arc<Self>, build: Id) {
+        let builder = self.clone();
+        self.tasks.spawn(async move { builder.run(build).await });
+    }
+
+    /// Removes a deleted image's build from the engine (what is left there is only a cache).
+    pub async fn forget_engine_image(&self, image: &Image) {
+        if let Ok(docker) = self.engine.client().await {
+            let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+                .force(true)
+                .build();
+            if let Err(e) = docker.remove_image(&image.tag(), Some(options), None).await {
+                tracing::debug!(image = %image.id, "removing the engine's image: {e}");
+            }
+        }
+    }
+
+    /// Restarts builds a previous run left pending (the server stopped mid-build).
+    pub fn resume_pending_builds(self: &Arc<Self>) -> Result<()> {
+        for build in pending_builds(&self.store)? {
+            tracing::info!(build = %build.id, "resuming an interrupted build");
+            self.start_build(build.id);
+        }
+        Ok(())
+    }
+
+    async fn run(&self, build_id: Id) {
+        let Ok(_permit) = self.slots.acquire().await else {
+            return;
+        };
+        let loaded = get_build(&self.store, build_id).and_then(|b| {
+            let image = match &b {
+                Some(b) => get_image(&self.store, b.image)?,
+                None => None,
+            };
+            Ok((b, image))
+        });
+        let (mut build, image) = match loaded {
+            Ok((Some(b), Some(i))) if b.state == BuildState::Pending => (b, i),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(build = %build_id, "cannot load the build: {e}");
+                return;
+            }
+        };
+        let mut output = String::new();
+        let mut outcome = self.build_image(&image, &build, &mut output).await;
+        let mut repository = None;
+        if let Outcome::Success(_) = &outcome {
+            match self.store_in_registry(&image).await {
+                Ok(repo) => {
+                    push_output(&mut output, &format!("stored in the registry as {repo}\n"));
+                    repository = Some(repo);
+                }
+                Err(e) => {
+                    outcome = Outcome::Failure(format!("storing the image in the registry: {e}"))
+                }
+            }
+        }
+        let built = match outcome {
+            Outcome::Success(id) => {
+                build.state = BuildState::Success;
+                repository.map(|r| (id, r))
+            }
+            Outcome::Failed(error) => {
+                build.state = BuildState::Failed;
+                build.error = Some(error);
+                None
+            }
+            Outcome::Failure(error) => {
+                build.state = BuildState::Failure;
+                build.error = Some(error);
+                None
+            }
+        };
+        build.output = output;
+        build.finished = Some(self.clock.now());
+        tracing::info!(build = %build.id, image = %image.id, state = ?build.state, "build finished");
+        if let Err(e) = finish_build(&self.store, &build, built) {
+            tracing::error!(build = %build.id, "cannot record the build's end: {e}");
+        }
+    }
+
+    /// Stores a built image in the registry as `<login>/<name>` (tags `latest` and the image id);
+    /// returns the repository.
+    async fn store_in_registry(&self, image: &Image) -> Result<String> {
+        let owner = accounts::get_user(&self.store, image.owner)?
+            .map(|u| u.login)
+            .unwrap_or_else(|| image.owner.to_string());
+        let mut repo = format!(
+            "{}/{}",
+            names::sanitize_component(&owner),
+            names::sanitize_component(&image.name)
+        );
+        if meta::repo(&self.store, &repo)?.is_some_and(|r| r.owner != image.owner) {
+            repo = format!("{repo}-{}", &image.id.to_string()[..12]);
+        }
+        let tags = vec!["latest".to_owned(), image.id.to_string()];
+        self.registry
+            .import_from_engine(&image.tag(), &repo, &tags, image.owner)
+            .await?;
+        Ok(repo)
+    }
+
+    async fn build_image(&self, image: &Image, build: &Build, output: &mut String) -> Outcome {
+        let work = self
+            .data_dir
+            .join("tmp")
+            .join(format!("build-{}", build.id));
+        let _cleanup = RemoveDirOnDrop(work.clone());
+        if let Err(e) = tokio::fs::create_dir_all(&work).await {
+            return Outcome::Failure(format!("cannot create a work directory: {e}"));
+        }
+
+        let (context, exclude): (PathBuf, &[&str]) = match &image.repo_url {
+            Some(url) => {
+                let dest = work.join("repo");
+                match self.clone_repository(url, &dest, output).await {
+                    Ok(()) => {}
+                    Err(Error::Internal(e)) => return Outcome::Failure(e),
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                }
+                if !dest.join("Dockerfile").is_file() {
+                    return Outcome::Failed(format!(
+                        "the repository {url} has no Dockerfile at its top level"
+                    ));
+                }
+                (dest, &[".git", ".hg"])
+            }
+            None => (context_dir(&self.data_dir, image.id), &[]),
+        };
+
+        let tar_path = work.join("context.tar");
+        let max = self.max_context;
+        let tarred = {
+            let (context, tar_path) = (context.clone(), tar_path.clone());
+            let exclude: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+            tokio::task::spawn_blocking(move || tar_context(&context, &tar_path, &exclude)).await
+        };
+        match tarred {
+            Ok(Ok(size)) if size > max => {
+                return Outcome::Failed(format!(
+                    "the build context is {} MiB, over the limit of {} MiB (limits.max_upload_mb)",
+                    size >> 20,
+                    max >> 20
+                ));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Outcome::Failure(format!("cannot pack the build context: {e}")),
+            Err(e) => return Outcome::Failure(format!("cannot pack the build context: {e}")),
+        }
+
+        let docker = match self.engine.client().await {
+            Ok(d) => d,
+            Err(e) => return Outcome::Failure(e.to_string()),
+        };
+        let file = match tokio::fs::File::open(&tar_path).await {
+            Ok(f) => f,
+            Err(e) => return Outcome::Failure(format!("cannot read the build context: {e}")),
+        };
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
+        let tag = image.tag();
+        // Few labels: the legacy builder adds a build step for each.
+        let labels: HashMap<String, String> = super::labels(
+            &self.installation,
+            &[("dtaas.image", &image.id.to_string())],
+        );
+        let options = BuildImageOptionsBuilder::new()
+            .dockerfile("Dockerfile")
+            .t(&tag)
+            .rm(true)
+            .forcerm(true)
+            .nocache(image.nocache)
+            .labels(&labels)
+            .build();
+        let mut stream = docker.build_image(options, None, Some(body));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                        push_output(output, text);
+                    }
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        push_output(output, &detail);
+                        return Outcome::Failed(detail);
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    push_output(output, &error);
+                    return Outcome::Failed(error);
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) if status_code < 500 || message.contains("dockerfile parse error") => {
+                    push_output(output, &message);
+                    return Outcome::Failed(message);
+                }
+                Err(e) => {
+                    self.engine.reset().await;
+                    return Outcome::Failure(format!(
+                        "the Docker engine failed during the build: {e}"
+                    ));
+                }
+            }
+        }
+        match docker.inspect_image(&tag).await {
+            Ok(inspect) => match inspect.id {
+                Some(id) => Outcome::Success(id),
+                None => Outcome::Failure("the engine reported no id for the image".into()),
+            },
+            Err(e) => Outcome::Failure(format!("the built image cannot be found: {e}")),
+        }
+    }
+}
+
+/// Packs `dir` into a tar file at `out`, skipping top-level `exclude` names; returns its size.
+fn tar_context(dir: &Path, out: &Path, exclude: &[String]) -> std::io::Result<u64> {
+    let file = std::fs::File::create(out)?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    tar.follow_symlinks(false);
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if exclude.iter().any(|x| name == x.as_str()) {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            tar.append_dir_all(&name, &path)?;
+        } else {
+            tar.append_path_with_name(&path, &name)?;
+        }
+    }
+    tar.into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    std::fs::metadata(out).map(|m| m.len())
+}
+
+impl Builder {
+    /// Clones a git or Mercurial repository. A bad repository is the user's error (`BadRequest`,
+    /// reported as FAILED); a missing tool is the appliance's (`Internal`, FAILURE).
+    async fn clone_repository(&self, url: &str, dest: &Path, output: &mut String) -> Result<()> {
+        let local_path = url.strip_prefix("file://").unwrap_or(url);
+        let is_local =
+            url.starts_with("file://") || Path::new(url).is_absolute() || url.starts_with('.');
+        if is_local && !self.config.allow_local_repos {
+            return Err(Error::bad_request(
+                "repositories on the appliance's own file system are not allowed here \
+             (set images.allow_local_repos = true to allow them)",
+            ));
+        }
+        let prefer_hg = is_local && Path::new(local_path).join(".hg").exists();
+        let timeout = Duration::from_secs(self.config.clone_timeout_secs);
+        let tools: [(&str, Vec<&str>); 2] = [
+            ("git", vec!["clone", "--depth", "1", "--quiet", "--", url]),
+            (
+                "hg",
+                vec!["clone", "--noninteractive", "--quiet", "--", url],
+            ),
+        ];
+        let order: Vec<&(&str, Vec<&str>)> = if prefer_hg {
+            tools.iter().rev().collect()
+        } else {
+            tools.iter().collect()
+        };
+        let mut errors = Vec::new();
+        let mut missing = Vec::new();
+        for (tool, args) in order {
+            let _ = tokio::fs::remove_dir_all(dest).await;
+            let mut cmd = tokio::process::Command::new(tool);
+            cmd.args(args)
+                .arg(dest)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .env("HGPLAIN", "1")
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let result = tokio::time::timeout(timeout, cmd.output()).await;
+            match result {
+                Err(_) => errors.push(format!(
+                    "{tool} clone took longer than {} s",
+                    timeout.as_secs()
+                )),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => missing.push(*tool),
+                Ok(Err(e)) => errors.push(format!("{tool}: {e}")),
+                Ok(Ok(out)) if out.status.success() => {
+                    push_output(output, &format!("cloned {url} with {tool}\n"));
+                    return Ok(());
+                }
+                Ok(Ok(out)) => errors.push(format!(
+                    "{tool} clone failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            }
+        }
+        if errors.is_empty() {
+            return Err(Error::internal(format!(
+                "cannot clone {url}: {} not installed on the appliance",
+                missing.join(" and ")
+            )));
+        }
+        let message = format!(
+            "cannot clone {url} as a git or Mercurial repository: {}",
+            errors.join("; ")
+        );
+        push_output(output, &message);
+        Err(Error::bad_request(message))
+    }
+}
+
+fn push_output(output: &mut String, text: &str) {
+    output.push_str(text);
+    if output.len() > MAX_OUTPUT {
+        let mut cut = output.len() - MAX_OUTPUT;
+        while !output.is_char_boundary(cut) {
+            cut += 1;
+        }
+        output.replace_range(..cut, "");
+    }
+}

@@ -1,0 +1,900 @@
+//! Servable instances as containers (through the [`Supervisor`]).
+//!
+//! Every instance is one labelled container (`dtaas-inst-<instance id>`) on the servable network,
+//! a Docker bridge network the servables of this installation share, so that they reach each
+//! other at their `ipv4_address`. The appliance is reachable from that network at the network's
+//! gateway address; the server provides that listener (a [`Gateway`]), and containers learn its
+//! URL from `DTAAS_URL`.
+//!
+//! Inside a container: `/run/dtaas/config.json` (the servable's config), the instance's API key
+//! at `/run/secrets/dtaas/api-key`, and the `DTAAS_*` environment (see [`environment`]). Each
+//! start makes a fresh key; the old one is revoked when an instance ends.
+//!
+//! Supervision: the database is the truth. A supervisor task follows an instance's log, waits
+//! for its exit and records it: a pipeline runs once (`exited` or `failed`); a daemon or HTTP
+//! type that fails is started again after a backoff doubling up to `restart_backoff_max_secs`; a
+//! stop asked for ends in `stopped`. After a server crash [`Runtime::recover`] re-attaches to
+//! running containers, records how the others ended, and removes containers no instance owns.
+
+use super::registry_sync::RegistrySync;
+use super::supervisor::Supervisor;
+use super::{engine_error, is_not_found};
+use crate::core::clock::Clock;
+use crate::core::config::ServablesConfig;
+use crate::core::error::{Error, Result};
+use crate::core::id::Id;
+use crate::core::store::{Store, get_record, put_record};
+use crate::core::tasks::blocking;
+use crate::domains::accounts;
+use crate::domains::authz::{self, Capability, Caps, Kind, ObjectMeta, Principal};
+use crate::domains::servables::{
+    self, HTTP_PORT, INSTANCES, Instance, InstanceState, Prototype, SERVABLES, Servable,
+    ServableType, delegation, get_instance, get_servable, instance_for, servable_for,
+    update_instance, update_servable,
+};
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, VolumeCreateRequest};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+/// Where the config and the key appear in the container.
+pub const CONFIG_DIR: &str = "/run/dtaas";
+pub const SECRETS_DIR: &str = "/run/secrets/dtaas";
+
+/// How long a stop or a restart waits for the supervisor to record the end.
+const END_WAIT: Duration = Duration::from_secs(5);
+
+/// The appliance as the servable network sees it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub network: String,
+    pub gateway: IpAddr,
+    /// `DTAAS_URL`.
+    pub url: String,
+}
+
+/// Opens the appliance's API to the servable network: the server listens on the network's
+/// gateway address (or already does) and answers with the URL containers use.
+pub trait Gateway: Send + Sync {
+    fn url<'a>(
+        &'a self,
+        gateway: IpAddr,
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+}
+
+/// The servable runtime (one per server): what it needs, and the instances it supervises.
+pub struct Runtime {
+    supervisor: Arc<Supervisor>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: ServablesConfig,
+    data_dir: PathBuf,
+    installation: Id,
+    registry: Arc<RegistrySync>,
+    gateway: OnceLock<Arc<dyn Gateway>>,
+    endpoint: AsyncMutex<Option<Endpoint>>,
+    /// Instances with a supervisor, and the token that ends its backoff waits.
+    supervised: Mutex<HashMap<Id, CancellationToken>>,
+    /// Notified whenever a supervisor ends.
+    ended: Notify,
+}
+
+/// The name of an instance's container.
+pub fn container_name(instance: Id) -> String {
+    format!("dtaas-inst-{instance}")
+}
+
+impl Runtime {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: ServablesConfig,
+        data_dir: PathBuf,
+        installation: Id,
+        registry: Arc<RegistrySync>,
+    ) -> Runtime {
+        Runtime {
+            supervisor,
+            store,
+            clock,
+            config,
+            data_dir,
+            installation,
+            registry,
+            gateway: OnceLock::new(),
+            endpoint: AsyncMutex::new(None),
+            supervised: Mutex::new(HashMap::new()),
+            ended: Notify::new(),
+        }
+    }
+
+    /// The server's gateway listener; set once while the server starts, before any instance
+    /// runs (without it, `servables.api_url` must be set).
+    pub fn set_gateway(&self, gateway: Arc<dyn Gateway>) {
+        let _ = self.gateway.set(gateway);
+    }
+
+    pub fn is_supervising(&self, instance: Id) -> bool {
+        self.lock().contains_key(&instance)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, CancellationToken>> {
+        self.supervised
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits (bounded) until no supervisor follows the instance any more.
+    async fn wait_unsupervised(&self, instance: Id) {
+        let deadline = tokio::time::Instant::now() + END_WAIT;
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !self.is_supervising(instance) {
+                return;
+            }
+            tokio::select! {
+                _ = ended => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    fn network_name(&self) -> String {
+        if self.config.network.is_empty() {
+            format!("dtaas-{}", self.installation)
+        } else {
+            self.config.network.clone()
+        }
+    }
+
+    /// The servable network and the appliance's URL on it, made on first use: the network is
+    /// created when missing and the server starts listening on its gateway.
+    pub async fn endpoint(&self) -> Result<Endpoint> {
+        let mut slot = self.endpoint.lock().await;
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.clone());
+        }
+        let docker = self.supervisor.docker().await?;
+        let network = self.network_name();
+        let inspect = match docker.inspect_network(&network, None).await {
+            Ok(n) => n,
+            Err(e) if is_not_found(&e) => {
+                let request = NetworkCreateRequest {
+                    name: network.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(super::labels(
+                        &self.installation,
+                        &[("dtaas.kind", "network")],
+                    )),
+                    ..Default::default()
+                };
+                docker
+                    .create_network(request)
+                    .await
+                    .map_err(|e| engine_error("creating the servable network", e))?;
+                docker
+                    .inspect_network(&network, None)
+                    .await
+                    .map_err(|e| engine_error("inspecting the servable network", e))?
+            }
+            Err(e) => return Err(engine_error("inspecting the servable network", e)),
+        };
+        let gateway = inspect
+            .ipam
+            .and_then(|i| i.config)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.gateway)
+            .filter_map(|g| g.parse::<IpAddr>().ok())
+            .find(IpAddr::is_ipv4)
+            .ok_or_else(|| Error::internal(format!("the network {network} has no IPv4 gateway")))?;
+        let url = if self.config.api_url.is_empty() {
+            let listener = self
+                .gateway
+                .get()
+                .ok_or_else(|| Error::internal("no gateway listener: set servables.api_url"))?;
+            listener.url(gateway).await?
+        } else {
+            self.config.api_url.trim_end_matches('/').to_owned()
+        };
+        tracing::info!(%network, %gateway, %url, "servable network ready");
+        let endpoint = Endpoint {
+            network,
+            gateway,
+            url,
+        };
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    fn servable_dir(&self, servable: Id) -> PathBuf {
+        self.data_dir.join("servables").join(servable.to_string())
+    }
+
+    /// Writes the config and a fresh API key for the servable; returns the key's id.
+    async fn write_identity(&self, servable: &Servable, instance: Id) -> Result<Id> {
+        let principal = servables::servable_principal(&self.store, servable.id)?
+            .ok_or_else(|| Error::not_found("Servable not found"))?;
+        let (store, now) = (self.store.clone(), self.clock.now());
+        let name = format!("instance {instance}");
+        let key = blocking(move || accounts::create_api_key(&store, &principal, &name, None, now))
+            .await?;
+        let dir = self.servable_dir(servable.id);
+        let config = serde_json::to_vec_pretty(&servable.config).map_err(Error::internal)?;
+        let secret = key.secret.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::unix::fs::PermissionsExt;
+            let run = dir.join("run");
+            let secrets = dir.join("secrets");
+            std::fs::create_dir_all(&run)?;
+            std::fs::create_dir_all(&secrets)?;
+            // Written aside and renamed: the directories are bind-mounted, so a running
+            // container sees the new file whole.
+            for (target, bytes, mode) in [
+                (run.join("config.json"), config, 0o444),
+                (secrets.join("api-key"), secret.into_bytes(), 0o444),
+            ] {
+                let tmp = target.with_extension("tmp");
+                std::fs::write(&tmp, &bytes)?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+                std::fs::rename(&tmp, &target)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(Error::internal)?;
+        written.map_err(|e| Error::internal(format!("writing the servable's files: {e}")))?;
+        Ok(key.key.id)
+    }
+
+    fn revoke_key(&self, key: Option<Id>) {
+        if let Some(key) = key
+            && let Err(e) = accounts::delete_api_key(&self.store, key)
+        {
+            tracing::warn!(%key, "cannot revoke an instance key: {e}");
+        }
+    }
+
+    /// `POST /v1/servables/{id}/run`: a new instance, returned once its container runs (or
+    /// failed to start). Needs UPDATE on the servable.
+    pub async fn run(self: &Arc<Self>, caller: &Principal, servable_id: Id) -> Result<Instance> {
+        let servable = servable_for(&self.store, caller, servable_id, Capability::Update)?;
+        let prototype = servables::get_prototype(&self.store, servable.prototype)?
+            .ok_or_else(|| Error::conflict("the servable's prototype was deleted"))?;
+        let endpoint = self.endpoint().await?;
+        let (store, caller, now) = (self.store.clone(), caller.clone(), self.clock.now());
+        let instance = blocking(move || {
+            let txn = store.write()?;
+            let mut servable: Servable = get_record(&txn.open_table(SERVABLES)?, servable.id)?
+                .ok_or_else(|| Error::not_found("Servable not found"))?;
+            if let Some(current) = servable.current
+                && let Some(i) = get_record::<Instance>(&txn.open_table(INSTANCES)?, current)?
+                && i.state.is_active()
+            {
+                return Err(Error::conflict(format!(
+                    "the servable already has a {} instance ({}); stop it first",
+                    i.state.as_str(),
+                    i.id
+                )));
+            }
+            let instance = Instance {
+                id: Id::new(),
+                servable: servable.id,
+                kind: servable.kind,
+                state: InstanceState::Starting,
+                exit_code: None,
+                ipv4_address: None,
+                runner: caller.id,
+                api_key: None,
+                created: now,
+                started: None,
+                finished: None,
+                restarts: 0,
+                error: None,
+                outputs: Vec::new(),
+                stopping: false,
+                log: Default::default(),
+            };
+            put_record(&txn, INSTANCES, instance.id, &instance)?;
+            authz::create_object(
+                &txn,
+                &ObjectMeta {
+                    id: instance.id,
+                    kind: Kind::Instance,
+                    owner: Some(servable.owner),
+                    created: now,
+                },
+            )?;
+            if caller.id != servable.owner {
+                authz::grant(&txn, instance.id, caller.id, Caps::ALL)?;
+            }
+            // The servable may read itself and its instance.
+            let see = Caps::of(&[Capability::Discover, Capability::Read]);
+            authz::grant(&txn, instance.id, servable.id, see)?;
+            authz::grant(&txn, servable.id, servable.id, see)?;
+            servables::note_output(&txn, &caller, instance.id, "instance", &servable.name)?;
+            delegation::delegate(&txn, &caller, &servable, instance.id, &prototype, now)?;
+            servable.current = Some(instance.id);
+            put_record(&txn, SERVABLES, servable.id, &servable)?;
+            txn.commit()?;
+            Ok(instance)
+        })
+        .await?;
+        self.start(&endpoint, instance.id).await
+    }
+
+    /// Starts an instance's container (created when missing) with a fresh key; records
+    /// `running` with its address, or `failed` with why. Engine outages are errors (the
+    /// instance is failed).
+    async fn start(self: &Arc<Self>, endpoint: &Endpoint, instance_id: Id) -> Result<Instance> {
+        match self.start_inner(endpoint, instance_id).await {
+            Ok(instance) => Ok(instance),
+            Err(e) => {
+                let (store, now, why) = (self.store.clone(), self.clock.now(), e.to_string());
+                let failed = blocking(move || {
+                    update_instance(&store, instance_id, |i| {
+                        i.state = InstanceState::Failed;
+                        i.error = Some(why);
+                        i.finished = Some(now);
+                    })
+                })
+                .await?;
+                if let Some(i) = &failed {
+                    self.revoke_key(i.api_key);
+                }
+                match e {
+                    Error::EngineUnavailable(_) | Error::Store(_) | Error::Internal(_) => Err(e),
+                    _ => failed.ok_or_else(|| Error::not_found("Instance not found")),
+                }
+            }
+        }
+    }
+
+    async fn start_inner(
+        self: &Arc<Self>,
+        endpoint: &Endpoint,
+        instance_id: Id,
+    ) -> Result<Instance> {
+        let instance = get_instance(&self.store, instance_id)?
+            .ok_or_else(|| Error::not_found("Instance not found"))?;
+        let servable = get_servable(&self.store, instance.servable)?
+            .ok_or_else(|| Error::not_found("Servable not found"))?;
+        let prototype = servables::get_prototype(&self.store, servable.prototype)?
+            .ok_or_else(|| Error::conflict("the servable's prototype was deleted"))?;
+        let docker = self.supervisor.docker().await?;
+        let old_key = instance.api_key;
+        let key = self.write_identity(&servable, instance.id).await?;
+        update_instance(&self.store, instance.id, |i| i.api_key = Some(key))?;
+        self.revoke_key(old_key);
+
+        let name = container_name(instance.id);
+        if self.supervisor.has_started(&docker, &name).await.is_none() {
+            self.create_container(&docker, endpoint, &servable, &prototype, &instance)
+                .await?;
+        }
+        self.supervisor.start(&docker, &name).await?;
+        let ip = self
+            .supervisor
+            .ipv4(&docker, &name, &endpoint.network)
+            .await;
+        let now = self.clock.now();
+        let instance = update_instance(&self.store, instance.id, |i| {
+            i.state = InstanceState::Running;
+            i.ipv4_address = ip;
+            i.started = Some(now);
+            i.finished = None;
+            i.exit_code = None;
+            i.error = None;
+            i.stopping = false;
+        })?
+        .ok_or_else(|| Error::not_found("Instance not found"))?;
+        self.spawn_supervisor(instance.id);
+        Ok(instance)
+    }
+
+    /// Creates the container: image from the registry, resources as limits, the identity
+    /// files, the daemon's volume. Limits the engine refuses here are dropped and reported on
+    /// the servable.
+    async fn create_container(
+        &self,
+        docker: &Docker,
+        endpoint: &Endpoint,
+        servable: &Servable,
+        prototype: &Prototype,
+        instance: &Instance,
+    ) -> Result<()> {
+        let image = self
+            .registry
+            .load_into_engine(&prototype.repository, &prototype.tag)
+            .await?;
+        let dir = self.servable_dir(servable.id);
+        let mut binds = vec![
+            format!("{}:{CONFIG_DIR}:ro", dir.join("run").display()),
+            format!("{}:{SECRETS_DIR}:ro", dir.join("secrets").display()),
+        ];
+        let mut unenforced = Vec::new();
+        if let Some(volume) = &servable.volume {
+            self.ensure_volume(docker, &volume.name, servable.id)
+                .await?;
+            binds.push(format!("{}:{}", volume.name, volume.location));
+            unenforced.push(format!(
+                "volume_size: the engine's local volumes have no size limit; the volume is measured every {} s and an overrun reported",
+                self.config.volume_check_secs
+            ));
+        }
+        let r = &servable.resources;
+        if r.gpu_count > 0 {
+            unenforced.push(format!(
+                "gpu_count: {} GPU(s) asked for, but this engine has no GPU runtime; none attached",
+                r.gpu_count
+            ));
+        }
+        let mb = |n: u64| i64::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+        let labels = self.supervisor.labels(
+            "instance",
+            &[
+                ("dtaas.servable", &servable.id.to_string()),
+                ("dtaas.instance", &instance.id.to_string()),
+                ("dtaas.owner", &servable.owner.to_string()),
+            ],
+        );
+        let mut host = HostConfig {
+            binds: Some(binds),
+            network_mode: Some(endpoint.network.clone()),
+            nano_cpus: (r.cpu_cores > 0.0).then_some((r.cpu_cores * 1e9) as i64),
+            memory: (r.ram > 0).then(|| mb(r.ram)),
+            shm_size: (r.shm > 0).then(|| mb(r.shm)),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            privileged: Some(false),
+            ..Default::default()
+        };
+        if r.disk > 0 {
+            host.storage_opt = Some([("size".to_owned(), format!("{}M", r.disk))].into());
+        }
+        let mut body = ContainerCreateBody {
+            image: Some(image),
+            env: Some(environment(endpoint, servable, instance.id)),
+            labels: Some(labels),
+            host_config: Some(host),
+            exposed_ports: servable
+                .kind
+                .serves_http()
+                .then(|| vec![format!("{HTTP_PORT}/tcp")]),
+            ..Default::default()
+        };
+        let name = container_name(instance.id);
+        match self.supervisor.create(docker, &name, body.clone()).await {
+            Ok(()) => {}
+            Err(Error::BadRequest(message) | Error::EngineUnavailable(message))
+                if r.disk > 0 && message.contains("storage-opt") =>
+            {
+                // overlay2 caps a container's writable layer only on xfs with project quotas.
+                unenforced.push(format!(
+                    "disk: not enforceable on this engine's storage ({message})"
+                ));
+                if let Some(h) = body.host_config.as_mut() {
+                    h.storage_opt = None;
+                }
+                self.supervisor.create(docker, &name, body).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        if unenforced != servable.unenforced {
+            let (store, id) = (self.store.clone(), servable.id);
+            blocking(move || {
+                update_servable(&store, id, |s| s.unenforced = unenforced)?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_volume(&self, docker: &Docker, name: &str, servable: Id) -> Result<()> {
+        if docker.inspect_volume(name).await.is_ok() {
+            return Ok(());
+        }
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some("local".into()),
+            labels: Some(super::labels(
+                &self.installation,
+                &[
+                    ("dtaas.kind", "volume"),
+                    ("dtaas.servable", &servable.to_string()),
+                ],
+            )),
+            ..Default::default()
+        };
+        docker
+            .create_volume(request)
+            .await
+            .map_err(|e| engine_error("creating the daemon's volume", e))?;
+        Ok(())
+    }
+
+    fn spawn_supervisor(self: &Arc<Self>, instance: Id) {
+        let token = CancellationToken::new();
+        {
+            let mut supervised = self.lock();
+            if supervised.contains_key(&instance) {
+                return;
+            }
+            supervised.insert(instance, token.clone());
+        }
+        let runtime = self.clone();
+        self.supervisor.tasks().spawn_to_end(async move {
+            tokio::select! {
+                _ = runtime.supervisor.tasks().cancelled() => {}
+                _ = runtime.supervise(instance, &token) => {}
+            }
+            runtime.lock().remove(&instance);
+            runtime.ended.notify_waiters();
+            runtime.supervisor.hub().notify(instance);
+        });
+    }
+
+    /// Follows one instance until it ends for good (restarting daemons and HTTP types that
+    /// fail).
+    async fn supervise(&self, id: Id, stop: &CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        let max_backoff = Duration::from_secs(self.config.restart_backoff_max_secs.max(1));
+        loop {
+            let docker = self
+                .supervisor
+                .wait_for_engine("servable supervision")
+                .await;
+            let Ok(Some(instance)) = get_instance(&self.store, id) else {
+                return;
+            };
+            let name = container_name(id);
+            let logs = self.supervisor.follow_logs::<Instance>(
+                &docker,
+                &name,
+                id,
+                instance.log.clone(),
+                self.config.max_log_lines,
+            );
+            let started = tokio::time::Instant::now();
+            let code = match self.supervisor.wait(&docker, &name, None).await {
+                Ok(exit) => exit.code,
+                Err(e) => {
+                    tracing::warn!(instance = %id, "waiting for the container: {e}");
+                    None
+                }
+            };
+            let _ = logs.await;
+            let Ok(Some(instance)) = get_instance(&self.store, id) else {
+                return;
+            };
+            let restart = code.is_some_and(|c| c != 0)
+                && !instance.stopping
+                && instance.kind.restarts_on_failure();
+            let state = match code {
+                _ if instance.stopping => InstanceState::Stopped,
+                Some(0) => InstanceState::Exited,
+                _ => InstanceState::Failed,
+            };
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            let error = match (code, restart) {
+                (None, _) => Some("the container is gone".to_owned()),
+                (Some(c), true) => Some(format!(
+                    "exited with code {c}; restarting in {} s",
+                    backoff.as_secs()
+                )),
+                (Some(c), false) if state == InstanceState::Failed => {
+                    Some(format!("exited with code {c}"))
+                }
+                _ => None,
+            };
+            let now = self.clock.now();
+            let ended = update_instance(&self.store, id, |i| {
+                i.state = state;
+                i.exit_code = code;
+                i.error = error;
+                i.finished = Some(now);
+                i.ipv4_address = if state == InstanceState::Failed && restart {
+                    i.ipv4_address.take()
+                } else {
+                    None
+                };
+            });
+            self.supervisor.hub().notify(id);
+            if !restart {
+                if let Ok(Some(i)) = ended {
+                    self.revoke_key(i.api_key);
+                }
+                if instance.kind == ServableType::Daemon {
+                    let _ = self.measure_volume(instance.servable).await;
+                }
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => {
+                    let _ = update_instance(&self.store, id, |i| {
+                        i.state = InstanceState::Stopped;
+                        i.error = None;
+                    });
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(max_backoff);
+            if let Err(e) = self.supervisor.start(&docker, &name).await {
+                tracing::warn!(instance = %id, "cannot restart: {e}");
+                let why = format!("cannot restart: {e}");
+                let _ = update_instance(&self.store, id, |i| i.error = Some(why));
+                return;
+            }
+            let ip = self
+                .supervisor
+                .ipv4(&docker, &name, &self.network_name())
+                .await;
+            let now = self.clock.now();
+            let _ = update_instance(&self.store, id, |i| {
+                i.state = InstanceState::Running;
+                i.restarts += 1;
+                i.ipv4_address = ip;
+                i.started = Some(now);
+                i.finished = None;
+                i.error = None;
+            });
+            tracing::info!(instance = %id, "restarted after a failure");
+        }
+    }
+
+    /// `POST /v1/instances/{id}/stop`: stops the container (SIGTERM, then SIGKILL after
+    /// `stop_timeout_secs`) and records `stopped`. Needs UPDATE on the instance.
+    pub async fn stop(&self, caller: &Principal, id: Id) -> Result<Instance> {
+        let instance = instance_for(&self.store, caller, id, Capability::Update)?;
+        self.stop_instance(&instance).await?;
+        get_instance(&self.store, id)?.ok_or_else(|| Error::not_found("Instance not found"))
+    }
+
+    async fn stop_instance(&self, instance: &Instance) -> Result<()> {
+        let id = instance.id;
+        let waiting = matches!(instance.state, InstanceState::Failed) && self.is_supervising(id);
+        if !instance.state.is_active() && !waiting {
+            return Ok(());
+        }
+        update_instance(&self.store, id, |i| i.stopping = true)?;
+        if let Some(token) = self.lock().get(&id) {
+            token.cancel();
+        }
+        let docker = self.supervisor.docker().await?;
+        self.supervisor
+            .stop(&docker, &container_name(id), self.config.stop_timeout_secs)
+            .await?;
+        // The supervisor records the end; wait for it (bounded), or record it here.
+        self.wait_unsupervised(id).await;
+        let now = self.clock.now();
+        let ended = update_instance(&self.store, id, |i| {
+            if i.state.is_active() || i.state == InstanceState::Failed {
+                i.state = InstanceState::Stopped;
+                i.ipv4_address = None;
+                i.finished.get_or_insert(now);
+            }
+        })?;
+        if let Some(i) = ended {
+            self.revoke_key(i.api_key);
+        }
+        self.supervisor.hub().notify(id);
+        Ok(())
+    }
+
+    /// `POST /v1/instances/{id}/restart`: stops the instance if it runs and starts its
+    /// container again. Only a servable's latest instance can be restarted.
+    pub async fn restart(self: &Arc<Self>, caller: &Principal, id: Id) -> Result<Instance> {
+        let instance = instance_for(&self.store, caller, id, Capability::Update)?;
+        let servable = get_servable(&self.store, instance.servable)?
+            .ok_or_else(|| Error::not_found("Servable not found"))?;
+        if servable.current != Some(id) {
+            return Err(Error::conflict(
+                "only the servable's latest instance can be restarted; run the servable instead",
+            ));
+        }
+        self.stop_instance(&instance).await?;
+        self.wait_unsupervised(id).await;
+        let endpoint = self.endpoint().await?;
+        update_instance(&self.store, id, |i| {
+            i.state = InstanceState::Starting;
+            i.stopping = false;
+        })?;
+        self.start(&endpoint, id).await
+    }
+
+    /// Stops an instance and removes its container.
+    async fn remove_instance(&self, instance: &Instance) -> Result<()> {
+        self.stop_instance(instance).await?;
+        let docker = self.supervisor.docker().await?;
+        self.supervisor
+            .remove(&docker, &container_name(instance.id))
+            .await;
+        self.revoke_key(instance.api_key);
+        Ok(())
+    }
+
+    /// Deletes a servable (DELETE on it): its instances (containers stopped and removed), its
+    /// files and volume, its delegation requests and grants.
+    pub async fn delete_servable(&self, caller: &Principal, id: Id) -> Result<()> {
+        let servable = servable_for(&self.store, caller, id, Capability::Delete)?;
+        let instances = servables::instances_of(&self.store, id)?;
+        for instance in &instances {
+            self.remove_instance(instance).await?;
+        }
+        self.remove_servable_files(&servable).await;
+        let store = self.store.clone();
+        blocking(move || servables::forget_servable(&store, id, &instances)).await
+    }
+
+    /// Deletes one instance (DELETE on it); a running one is stopped first.
+    pub async fn delete_instance(&self, caller: &Principal, id: Id) -> Result<()> {
+        let instance = instance_for(&self.store, caller, id, Capability::Delete)?;
+        self.remove_instance(&instance).await?;
+        let store = self.store.clone();
+        blocking(move || servables::forget_instance(&store, &instance)).await
+    }
+
+    /// Removes a servable's files and its volume.
+    async fn remove_servable_files(&self, servable: &Servable) {
+        self.supervisor
+            .remove_tree(&self.servable_dir(servable.id))
+            .await;
+        if let Some(volume) = &servable.volume
+            && let Ok(docker) = self.supervisor.docker().await
+        {
+            match docker
+                .remove_volume(
+                    &volume.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => tracing::warn!(volume = %volume.name, "cannot remove: {e}"),
+            }
+        }
+    }
+
+    /// Measures a daemon's volume and records its use and any overrun on the servable.
+    pub async fn measure_volume(&self, servable_id: Id) -> Result<Option<u64>> {
+        let Some(servable) = get_servable(&self.store, servable_id)? else {
+            return Ok(None);
+        };
+        let Some(volume) = servable.volume else {
+            return Ok(None);
+        };
+        let labels = self.supervisor.labels("measure", &[]);
+        let binds = vec![format!("{}:/volume:ro", volume.name)];
+        let (code, output) = self
+            .supervisor
+            .engine()
+            .run_utility(labels, &["du", "-sk", "/volume"], binds)
+            .await?;
+        let kib = output
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|_| code == 0)
+            .ok_or_else(|| Error::internal(format!("measuring {}: {output}", volume.name)))?;
+        let used = kib * 1024;
+        let limit = volume.size_mb.saturating_mul(1024 * 1024);
+        update_servable(&self.store, servable_id, |s| {
+            if let Some(v) = s.volume.as_mut() {
+                v.used_bytes = Some(used);
+                v.overrun = used > limit;
+            }
+        })?;
+        if used > limit {
+            tracing::warn!(servable = %servable_id, used, limit, "a daemon's volume holds more than its volume_size");
+        }
+        Ok(Some(used))
+    }
+
+    /// Starts recovery and the volume measurements; they run until the server shuts down.
+    pub fn start_background(self: &Arc<Self>) {
+        let runtime = self.clone();
+        self.supervisor.spawn(async move {
+            runtime.recover().await;
+            runtime.measure_loop().await;
+        });
+    }
+
+    async fn measure_loop(&self) {
+        let every = Duration::from_secs(self.config.volume_check_secs.max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let daemons: Vec<Id> = match servables::active_instances(&self.store) {
+                Ok(list) => list
+                    .into_iter()
+                    .filter(|i| i.kind == ServableType::Daemon && i.state == InstanceState::Running)
+                    .map(|i| i.servable)
+                    .collect(),
+                Err(_) => continue,
+            };
+            for servable in daemons {
+                if let Err(e) = self.measure_volume(servable).await {
+                    tracing::debug!(%servable, "volume measurement: {e}");
+                }
+            }
+        }
+    }
+
+    /// After a start: re-attach to running containers, let ended ones be recorded (and
+    /// restarted by policy), fail instances whose container is gone, remove containers no
+    /// instance owns.
+    async fn recover(self: &Arc<Self>) {
+        let docker = self.supervisor.wait_for_engine("servable recovery").await;
+        let active = match servables::active_instances(&self.store) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("servable recovery cannot read the instances: {e}");
+                return;
+            }
+        };
+        if !active.is_empty()
+            && let Err(e) = self.endpoint().await
+        {
+            tracing::warn!("servable recovery: {e}");
+        }
+        for instance in &active {
+            let name = container_name(instance.id);
+            if self.supervisor.has_started(&docker, &name).await == Some(true) {
+                tracing::info!(instance = %instance.id, "re-attaching to a servable's container");
+                self.spawn_supervisor(instance.id);
+            } else {
+                let now = self.clock.now();
+                let _ = update_instance(&self.store, instance.id, |i| {
+                    i.state = InstanceState::Failed;
+                    i.error = Some(
+                        "the server stopped before the container started, or the container is gone"
+                            .into(),
+                    );
+                    i.finished = Some(now);
+                    i.ipv4_address = None;
+                });
+                self.revoke_key(instance.api_key);
+            }
+        }
+        // Containers of this installation's instances that no instance record owns.
+        let known: HashSet<String> = match servables::all_instances(&self.store) {
+            Ok(all) => all.iter().map(|i| container_name(i.id)).collect(),
+            Err(_) => return,
+        };
+        if let Err(e) = self
+            .supervisor
+            .remove_orphans("instance", |name| known.contains(name))
+            .await
+        {
+            tracing::warn!("servable recovery cannot list containers: {e}");
+        }
+    }
+}
+
+/// The environment of an instance's container.
+fn environment(endpoint: &Endpoint, servable: &Servable, instance: Id) -> Vec<String> {
+    vec![
+        format!("DTAAS_URL={}", endpoint.url),
+        format!("DTAAS_API_URL={}/v1", endpoint.url),
+        format!("DTAAS_API_KEY_FILE={SECRETS_DIR}/api-key"),
+        format!("DTAAS_CONFIG_FILE={CONFIG_DIR}/config.json"),
+        format!("DTAAS_SERVABLE_ID={}", servable.id),
+        format!("DTAAS_SERVABLE_NAME={}", servable.name),
+        format!("DTAAS_SERVABLE_TYPE={}", servable.kind.as_str()),
+        format!("DTAAS_PROTOTYPE_ID={}", servable.prototype),
+        format!("DTAAS_INSTANCE_ID={instance}"),
+    ]
+}

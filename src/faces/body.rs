@@ -1,0 +1,93 @@
+//! Request bodies the way kabuto's clients send them: a form (`curl -d`, `requests.post(data=)`),
+//! multipart (`curl -F`), or JSON. Malformed bodies are 400 with the parser's reason, never 500.
+
+use crate::core::error::Error;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::header::CONTENT_TYPE;
+use serde::de::DeserializeOwned;
+
+pub struct FormOrJson<T>(pub T);
+
+/// The whole body, within the router's body limit (413 beyond it).
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge("request body too large".into())
+        } else {
+            Error::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+impl<S, T> FromRequest<S> for FormOrJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("multipart/form-data") {
+            let mut multipart = Multipart::from_request(req, state)
+                .await
+                .map_err(|e| Error::bad_request(format!("invalid multipart body: {e}")))?;
+            let mut pairs = Vec::new();
+            while let Some(field) = multipart
+                .next_field()
+                .await
+                .map_err(|e| Error::bad_request(format!("invalid multipart body: {e}")))?
+            {
+                let name = field.name().unwrap_or_default().to_owned();
+                let value = field.text().await.map_err(|e| {
+                    Error::bad_request(format!("invalid multipart field {name:?}: {e}"))
+                })?;
+                pairs.push((name, value));
+            }
+            let encoded = serde_urlencoded::to_string(&pairs)
+                .map_err(|e| Error::bad_request(format!("invalid multipart body: {e}")))?;
+            return serde_urlencoded::from_str(&encoded)
+                .map(FormOrJson)
+                .map_err(|e| Error::bad_request(format!("invalid form: {e}")));
+        }
+        let bytes = read_body(req, state).await?;
+        if content_type.starts_with("application/json") || content_type.contains("+json") {
+            serde_json::from_slice(&bytes)
+                .map(FormOrJson)
+                .map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
+        } else {
+            serde_urlencoded::from_bytes(&bytes)
+                .map(FormOrJson)
+                .map_err(|e| Error::bad_request(format!("invalid form: {e}")))
+        }
+    }
+}
+
+/// A JSON body, with JSON errors (for /v1, where forms are not accepted).
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = read_body(req, state).await?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))
+    }
+}

@@ -1,0 +1,152 @@
+//! The domain error, rendered once per face. A handler's `Err(Error)` becomes a response with
+//! the error's status and an [`ErrorInfo`] extension and no body; the face's `map_response`
+//! layer turns that into the face's JSON: `{"error": "..."}` for the kabuto face,
+//! `{"error": {"code", "message", "details"?}}` for /v1. The registry renders its own errors
+//! (`faces::v2`).
+
+use crate::core::error::{Error, Problem};
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The HTTP status of a domain error.
+pub fn status(error: &Error) -> StatusCode {
+    match error {
+        Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::Problems(_) if error.is_conflict() => StatusCode::CONFLICT,
+        Error::Problems(_) => StatusCode::BAD_REQUEST,
+        Error::Unavailable(_) | Error::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
+        Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// What a face needs to render an error body; travels in the response's extensions.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub code: &'static str,
+    pub message: String,
+    /// Per-item problems, for faces that can show them.
+    pub details: Option<Vec<Problem>>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if self.is_internal() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = status(&self).into_response();
+        if let Error::RateLimited { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        let info = ErrorInfo {
+            code: self.code(),
+            message: self.public_message(),
+            details: match self {
+                Error::Problems(p) => Some(p),
+                _ => None,
+            },
+        };
+        response.extensions_mut().insert(info);
+        response
+    }
+}
+
+fn render(mut response: Response, body: impl FnOnce(ErrorInfo) -> serde_json::Value) -> Response {
+    match response.extensions_mut().remove::<ErrorInfo>() {
+        Some(info) => {
+            let (mut parts, _) = response.into_parts();
+            let rendered = Json(body(info)).into_response();
+            let (rparts, rbody) = rendered.into_parts();
+            parts.headers.extend(rparts.headers);
+            Response::from_parts(parts, rbody)
+        }
+        None => response,
+    }
+}
+
+/// kabuto's dialect: `{"error": "message"}`.
+pub async fn kabuto(response: Response) -> Response {
+    render(response, |info| json!({ "error": info.message }))
+}
+
+/// The /v1 dialect: `{"error": {"code": "...", "message": "..."}}`.
+pub async fn v1(response: Response) -> Response {
+    render(response, |info| match info.details {
+        Some(details) => json!({
+            "error": { "code": info.code, "message": info.message, "details": details }
+        }),
+        None => json!({ "error": { "code": info.code, "message": info.message } }),
+    })
+}
+
+/// A response in the /v1 dialect, whichever router layer (if any) it passes on its way out.
+pub async fn v1_response(error: Error) -> Response {
+    v1(error.into_response()).await
+}
+
+pub async fn not_found() -> Error {
+    Error::not_found("no such route")
+}
+
+/// Parses an id from a path; an id that cannot exist is as unknown as a missing object.
+pub fn parse_id(raw: &str, what: &str) -> Result<crate::core::id::Id, Error> {
+    crate::core::id::Id::parse(raw).ok_or_else(|| Error::not_found(format!("{what} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_error_kind() {
+        assert_eq!(status(&Error::bad_request("x")), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&Error::forbidden("x")), StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(&Error::RateLimited { retry_after: 3 }),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status(&Error::EngineUnavailable("x".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(&Error::internal("x")),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let conflict = Problem {
+            conflict: true,
+            ..Problem::new("a", "tag", "taken")
+        };
+        assert_eq!(
+            status(&Error::Problems(vec![conflict.clone()])),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(&Error::Problems(vec![
+                conflict,
+                Problem::new("b", "name", "bad")
+            ])),
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_reach_clients() {
+        let response = Error::internal("disk on fire at /secret/path").into_response();
+        let info = response.extensions().get::<ErrorInfo>().expect("info");
+        assert_eq!(info.code, "internal");
+        assert!(!info.message.contains("/secret/path"));
+        let response = Error::RateLimited { retry_after: 7 }.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+    }
+}

@@ -1,0 +1,175 @@
+//! Accounts on the kabuto face (seed 003): registering, confirming, logging in and out (also the
+//! app proxy's sign-in page), and `GET /` as the authenticated probe. Field names and JSON
+//! shapes are the seed's.
+
+use crate::core::config::RegistrationMode;
+use crate::core::error::{Error, Result};
+use crate::core::secrets::random_token;
+use crate::domains::accounts::{self, NewUser};
+use crate::faces::App;
+use crate::faces::auth::{Auth, ClientAddr, SESSION_COOKIE};
+use crate::faces::body::FormOrJson;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(whoami))
+        .route("/register", post(register))
+        .route("/register/confirm/{login}/{token}", get(confirm))
+        .route("/login", post(login).get(login_page))
+        // On an app host the proxy leaves these to the appliance (see `proxy::host_layer`).
+        .route("/.dtaas/login", post(login).get(login_page))
+        .route("/.dtaas/logout", post(logout))
+        .route("/logout", post(logout))
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    login: String,
+    password: String,
+    email: String,
+}
+
+async fn register(
+    State(app): State<App>,
+    FormOrJson(form): FormOrJson<RegisterForm>,
+) -> Result<Json<Value>> {
+    if accounts::registration_mode(&app.store, app.config.registration)? == RegistrationMode::Closed
+    {
+        return Err(Error::forbidden(
+            "registration is closed on this appliance; ask an administrator for an account",
+        ));
+    }
+    accounts::validate_new_account(&form.login, Some(&form.email), &form.password)?;
+    // Cheap pre-check, so that a duplicate does not cost an argon2 hash; the write re-checks.
+    if accounts::find_user_by_login(&app.store, &form.login)?.is_some() {
+        return Err(Error::conflict(format!(
+            "login {:?} is already taken",
+            form.login
+        )));
+    }
+    let token = random_token();
+    let confirm_token = token.clone();
+    app.blocking(move |app| {
+        let password_hash = accounts::hash_password(&form.password)?;
+        accounts::create_user(
+            &app.store,
+            NewUser {
+                login: form.login,
+                email: Some(form.email),
+                password_hash,
+                confirmed: false,
+                confirm_token: Some(confirm_token),
+                admin: false,
+            },
+            app.now(),
+        )
+    })
+    .await?;
+    Ok(Json(json!({ "status": "success", "token": token })))
+}
+
+async fn confirm(
+    State(app): State<App>,
+    Path((login, token)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    app.blocking(move |app| accounts::confirm(&app.store, &login, &token))
+        .await?;
+    Ok(Json(json!({ "status": "success" })))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login: String,
+    password: String,
+    /// Where a browser goes once logged in (a path on this host), e.g. back to an app.
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// A path on this host, not another site (`//evil`, `/\evil` and absolute URLs are refused).
+fn safe_next(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n.contains('\\')
+            // Browsers drop tabs and newlines from URLs: `/%09/evil` would become `//evil`.
+            && !n.bytes().any(|b| b < 0x20 || b == 0x7f)
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginPageQuery {
+    next: Option<String>,
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&#39;")
+}
+
+/// The browser's login form (the app proxy sends people here). It posts to `/login` on the
+/// same host (on an app host the proxy maps `/.dtaas/login` there), which returns to `next`.
+async fn login_page(
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+    axum::extract::Query(q): axum::extract::Query<LoginPageQuery>,
+) -> axum::response::Html<String> {
+    const TEMPLATE: &str = include_str!("../../../templates/login.html");
+    let next = safe_next(q.next.as_deref()).unwrap_or("/");
+    axum::response::Html(
+        TEMPLATE
+            .replace("{{action}}", &html_escape(uri.path()))
+            .replace("{{next}}", &html_escape(next)),
+    )
+}
+
+async fn login(
+    State(app): State<App>,
+    ClientAddr(addr): ClientAddr,
+    jar: CookieJar,
+    FormOrJson(form): FormOrJson<LoginForm>,
+) -> Result<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let now = app.now();
+    let (login, password) = (form.login, form.password);
+    let session = app
+        .blocking(move |app| {
+            let user = app.logins.login(&app.store, addr, &login, &password, now)?;
+            accounts::create_session(&app.store, user.id, &app.sessions, now)
+        })
+        .await?;
+    let max_age = (session.session.expires - now).num_seconds().max(0);
+    let cookie = Cookie::build((SESSION_COOKIE, session.token))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age))
+        .build();
+    let jar = jar.add(cookie);
+    Ok(match safe_next(form.next.as_deref()) {
+        Some(next) => (jar, axum::response::Redirect::to(next)).into_response(),
+        None => (jar, Json(json!({ "login": "success" }))).into_response(),
+    })
+}
+
+async fn logout(State(app): State<App>, jar: CookieJar) -> Result<(CookieJar, Json<Value>)> {
+    if let Some(token) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) {
+        app.blocking(move |app| accounts::delete_session(&app.store, &token))
+            .await?;
+    }
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
+    Ok((jar, Json(json!({ "logout": "success" }))))
+}
+
+/// The authenticated probe: 200 with who you are, 401 otherwise.
+async fn whoami(Auth(principal): Auth) -> Json<Value> {
+    Json(json!({ "status": "ok", "login": principal.name, "id": principal.id }))
+}

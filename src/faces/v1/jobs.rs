@@ -1,0 +1,95 @@
+//! /v1 jobs: list, one, kill, results, and logs with a live stream.
+
+use super::logs::{LogQuery, log_response};
+use super::openapi::ErrorBody;
+use crate::core::error::Result;
+use crate::core::id::Id;
+use crate::domains::authz::Capability;
+use crate::domains::jobs;
+use crate::faces::App;
+use crate::faces::auth::Auth;
+use crate::faces::download::result_zip;
+use crate::faces::errors::parse_id;
+use crate::faces::views;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(kill_one))
+        .routes(routes!(result))
+        .routes(routes!(logs))
+}
+
+/// Jobs the caller may read (kabuto's job fields).
+#[utoipa::path(get, path = "/jobs", tag = "jobs",
+    responses((status = 200, body = [Object]), (status = 401, body = ErrorBody)))]
+async fn list(State(app): State<App>, Auth(p): Auth) -> Result<Json<Value>> {
+    let list = jobs::list_jobs(&app.store, &p)?;
+    Ok(Json(Value::Array(list.iter().map(views::job).collect())))
+}
+
+/// One job (READ).
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = Id, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+async fn one(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Value>> {
+    let id = parse_id(&id, "Job")?;
+    let job = jobs::job_for(&app.store, &p, None, id, Capability::Read)?;
+    Ok(Json(views::job(&job)))
+}
+
+/// Kills a queued or running job (UPDATE).
+#[utoipa::path(post, path = "/jobs/{id}/kill", tag = "jobs", params(("id" = Id, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn kill_one(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let id = parse_id(&id, "Job")?;
+    jobs::job_for(&app.store, &p, None, id, Capability::Update)?;
+    let state = app.jobs.stop_job(id, &p.name).await?;
+    Ok(Json(json!({ "id": id, "state": state.as_str() })))
+}
+
+/// The job's outbox as a zip, once it has ended (READ).
+#[utoipa::path(get, path = "/jobs/{id}/result", tag = "jobs", params(("id" = Id, Path)),
+    responses((status = 200, content_type = "application/zip"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn result(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -> Result<Response> {
+    let id = parse_id(&id, "Job")?;
+    let job = jobs::job_for(&app.store, &p, None, id, Capability::Read)?;
+    result_zip(&app, &job).await
+}
+
+/// A job's log lines (READ); `?follow=1` streams them as server-sent events (`log` events,
+/// then an `end` event when the job has ended).
+#[utoipa::path(get, path = "/jobs/{id}/logs", tag = "jobs", params(("id" = Id, Path), LogQuery),
+    responses(
+        (status = 200, description = "JSON lines, or text/event-stream with follow"),
+        (status = 404, body = ErrorBody),
+    ))]
+async fn logs(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response> {
+    let id = parse_id(&id, "Job")?;
+    jobs::job_for(&app.store, &p, None, id, Capability::Read)?;
+    log_response(app, id, q, |app, id| {
+        Ok(match jobs::get_job(&app.store, id)? {
+            None => Some(json!({ "state": "deleted" })),
+            Some(j) if j.state.is_finished() || j.state == jobs::JobState::Ready => {
+                Some(json!({ "state": j.state.as_str(), "response": j.response }))
+            }
+            Some(_) => None,
+        })
+    })
+    .await
+}

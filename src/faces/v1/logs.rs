@@ -1,0 +1,130 @@
+//! Log lines of jobs and instances on /v1: stored lines as JSON, or a live stream
+//! (`?follow=1`: server-sent events, one `log` event per line, an `end` event when the owner
+//! has ended).
+
+use crate::core::error::Result;
+use crate::core::id::Id;
+use crate::domains::logs::{self, LogLine};
+use crate::faces::App;
+use crate::faces::views;
+use axum::Json;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::Value;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::IntoParams;
+
+#[derive(Deserialize, IntoParams)]
+pub struct LogQuery {
+    /// Only lines after this log id.
+    #[serde(default)]
+    after: u64,
+    /// `1`: stream until the end, as server-sent events.
+    #[serde(default)]
+    follow: Option<String>,
+}
+
+/// What a log follower asks when no line is new: `Some(end event data)` once the owner of the
+/// log (a job, an instance) has ended.
+pub type EndProbe = Arc<dyn Fn(&App, Id) -> Result<Option<Value>> + Send + Sync>;
+
+/// The stored lines of a job or an instance, or their live stream.
+pub async fn log_response(
+    app: App,
+    id: Id,
+    q: LogQuery,
+    ended: impl Fn(&App, Id) -> Result<Option<Value>> + Send + Sync + 'static,
+) -> Result<Response> {
+    let follow = q
+        .follow
+        .as_deref()
+        .is_some_and(|f| !matches!(f, "0" | "false" | "no"));
+    if !follow {
+        let after = q.after;
+        let lines = app
+            .blocking(move |app| logs::read_logs(&app.store, id, after, usize::MAX))
+            .await?;
+        return Ok(Json(Value::Array(lines.iter().map(views::log_line).collect())).into_response());
+    }
+    Ok(Sse::new(follow_stream(app, id, q.after, Arc::new(ended)))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+struct Follow {
+    app: App,
+    job: Id,
+    after: u64,
+    done: bool,
+    ended: EndProbe,
+}
+
+fn line_event(line: &LogLine) -> Event {
+    Event::default()
+        .event("log")
+        .id(line.id.to_string())
+        .data(line.logline.clone())
+}
+
+/// Lines as they are stored; an `end` event with the owner's state once it has ended and every
+/// line was sent.
+fn follow_stream(
+    app: App,
+    job: Id,
+    after: u64,
+    ended: EndProbe,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let start = Follow {
+        app,
+        job,
+        after,
+        done: false,
+        ended,
+    };
+    stream::unfold(start, |mut f| async move {
+        if f.done {
+            return None;
+        }
+        let notify = f.app.hub.subscribe(f.job);
+        loop {
+            let (job, after, ended) = (f.job, f.after, f.ended.clone());
+            let read = f
+                .app
+                .blocking(move |app| {
+                    let lines = logs::read_logs(&app.store, job, after, 1000)?;
+                    let end = ended(app, job)?;
+                    Ok((lines, end))
+                })
+                .await;
+            let (lines, end) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    f.done = true;
+                    let event = Event::default().event("error").data(e.to_string());
+                    return Some((vec![Ok(event)], f));
+                }
+            };
+            if let Some(last) = lines.last() {
+                f.after = last.id;
+                let events = lines.iter().map(|l| Ok(line_event(l))).collect();
+                return Some((events, f));
+            }
+            if let Some(data) = end {
+                f.done = true;
+                return Some((
+                    vec![Ok(Event::default().event("end").data(data.to_string()))],
+                    f,
+                ));
+            }
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    })
+    .flat_map(stream::iter)
+}

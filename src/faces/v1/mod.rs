@@ -1,0 +1,44 @@
+//! The JSON API under `/v1`, one file per feature. Every route is documented: routes are
+//! registered through `utoipa-axum`, so a route without documentation cannot exist; the
+//! document is served at `/v1/doc/openapi.json` and browsable at `/v1/doc` ([`openapi`]).
+//! Errors are `{"error": {"code", "message", "details"?}}`.
+
+mod accounts;
+mod instances;
+mod jobs;
+mod logs;
+mod objects;
+pub mod openapi;
+mod prototypes;
+mod requests;
+mod servables;
+mod trusts;
+
+use super::App;
+use super::errors;
+use axum::Router;
+use axum::middleware;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Every /v1 route, with its documentation (paths relative to /v1 until nested).
+pub fn routes() -> OpenApiRouter<App> {
+    let v1 = OpenApiRouter::new()
+        .merge(accounts::routes())
+        .merge(jobs::routes())
+        .merge(prototypes::routes())
+        .merge(servables::routes())
+        .merge(instances::routes())
+        .merge(objects::routes())
+        .merge(trusts::routes())
+        .merge(requests::routes());
+    OpenApiRouter::new().nest("/v1", v1)
+}
+
+/// /v1 with its documentation and its error dialect.
+pub fn router() -> Router<App> {
+    let (router, api) = routes().split_for_parts();
+    router
+        .merge(openapi::routes(openapi::finish(api)))
+        .route("/v1/{*rest}", axum::routing::any(errors::not_found))
+        .layer(middleware::map_response(errors::v1))
+}

@@ -1,0 +1,110 @@
+//! /v1 delegation requests: what running servables asked of the principals that ran them,
+//! granted or refused.
+
+use super::openapi::ErrorBody;
+use crate::core::error::{Error, Result};
+use crate::core::id::Id;
+use crate::domains::authz::Principal;
+use crate::domains::servables::delegation::{self, DelegationRequest, DelegationState};
+use crate::faces::App;
+use crate::faces::auth::Auth;
+use crate::faces::errors::parse_id;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list_requests))
+        .routes(routes!(get_request))
+        .routes(routes!(grant_request))
+        .routes(routes!(refuse_request))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct RequestQuery {
+    /// Only requests of this servable.
+    servable: Option<String>,
+    /// `pending`, `granted` or `refused`.
+    state: Option<String>,
+}
+
+/// Delegation requests the caller may read: those addressed to it (it ran the servable) and,
+/// for a servable, its own.
+#[utoipa::path(get, path = "/delegation-requests", tag = "delegation", params(RequestQuery),
+    responses((status = 200, body = [DelegationRequest]), (status = 400, body = ErrorBody)))]
+async fn list_requests(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Query(q): Query<RequestQuery>,
+) -> Result<Json<Vec<DelegationRequest>>> {
+    let servable = match q.servable.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(Id::parse(s).ok_or_else(|| Error::bad_request("servable: not an id"))?),
+    };
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some("pending") => Some(DelegationState::Pending),
+        Some("granted") => Some(DelegationState::Granted),
+        Some("refused") => Some(DelegationState::Refused),
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "state: {other:?} is not pending, granted or refused"
+            )));
+        }
+    };
+    Ok(Json(delegation::list_requests(
+        &app.store, &p, servable, state,
+    )?))
+}
+
+/// One delegation request (READ): a servable learns the outcome of its own here.
+#[utoipa::path(get, path = "/delegation-requests/{id}", tag = "delegation", params(("id" = Id, Path)),
+    responses((status = 200, body = DelegationRequest), (status = 404, body = ErrorBody)))]
+async fn get_request(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<DelegationRequest>> {
+    let id = parse_id(&id, "Delegation request")?;
+    Ok(Json(delegation::get_request(&app.store, &p, id)?))
+}
+
+async fn resolve(
+    app: App,
+    p: Principal,
+    id: String,
+    grant: bool,
+) -> Result<Json<DelegationRequest>> {
+    let id = parse_id(&id, "Delegation request")?;
+    let now = app.now();
+    let request = app
+        .blocking(move |app| delegation::resolve(&app.store, &p, id, grant, now))
+        .await?;
+    Ok(Json(request))
+}
+
+/// Grants a pending request from what the caller holds (UPDATE on the request).
+#[utoipa::path(post, path = "/delegation-requests/{id}/grant", tag = "delegation", params(("id" = Id, Path)),
+    responses((status = 200, body = DelegationRequest), (status = 403, body = ErrorBody, description = "The caller lacks UPDATE, or does not hold what is asked"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn grant_request(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<DelegationRequest>> {
+    resolve(app, p, id, true).await
+}
+
+/// Refuses a pending request (UPDATE on the request).
+#[utoipa::path(post, path = "/delegation-requests/{id}/refuse", tag = "delegation", params(("id" = Id, Path)),
+    responses((status = 200, body = DelegationRequest), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn refuse_request(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<DelegationRequest>> {
+    resolve(app, p, id, false).await
+}

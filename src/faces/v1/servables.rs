@@ -1,0 +1,188 @@
+//! /v1 servables: made from prototypes with a config and resources, listed, deleted.
+
+use super::openapi::ErrorBody;
+use crate::core::clock::Timestamp;
+use crate::core::error::Result;
+use crate::core::id::Id;
+use crate::domains::authz::Capability;
+use crate::domains::servables::{self, NewServable, Resources, Servable, ServableType, Volume};
+use crate::faces::App;
+use crate::faces::auth::Auth;
+use crate::faces::body::JsonBody;
+use crate::faces::errors::parse_id;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list_servables, create_servable))
+        .routes(routes!(get_servable, delete_servable))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PrototypeRef {
+    id: Id,
+    name: String,
+    tag: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServableView {
+    id: Id,
+    #[serde(rename = "type")]
+    kind: ServableType,
+    name: String,
+    prototype: PrototypeRef,
+    config: Value,
+    resources: Resources,
+    access_control: bool,
+    owner: Id,
+    creator: Id,
+    #[schema(value_type = String, format = DateTime)]
+    created: Timestamp,
+    /// HTTP types: where the proxy serves it (`<id>.<apps-domain>`).
+    url: Option<String>,
+    /// HTTP types: the same under `/apps/<id>/` of the appliance.
+    path_url: Option<String>,
+    volume: Option<Volume>,
+    /// Limits the engine cannot enforce here, and why.
+    unenforced: Vec<String>,
+    /// The latest instance.
+    current_instance: Option<Id>,
+}
+
+/// The proxy's URLs of an HTTP-type servable.
+pub(super) fn urls(app: &App, kind: ServableType, id: Id) -> (Option<String>, Option<String>) {
+    if !kind.serves_http() {
+        return (None, None);
+    }
+    let addr = app.local_addr();
+    let port = match addr.port() {
+        80 => String::new(),
+        p => format!(":{p}"),
+    };
+    let domain = &app.config.servables.apps_domain;
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    (
+        Some(format!("http://{id}.{domain}{port}/")),
+        Some(format!("http://{host}{port}/apps/{id}/")),
+    )
+}
+
+fn servable_view(app: &App, s: Servable) -> ServableView {
+    let prototype = servables::get_prototype(&app.store, s.prototype)
+        .ok()
+        .flatten()
+        .map(|p| PrototypeRef {
+            id: p.id,
+            name: p.name,
+            tag: p.tag,
+        })
+        .unwrap_or(PrototypeRef {
+            id: s.prototype,
+            name: String::new(),
+            tag: String::new(),
+        });
+    let (url, path_url) = urls(app, s.kind, s.id);
+    ServableView {
+        id: s.id,
+        kind: s.kind,
+        name: s.name,
+        prototype,
+        config: s.config,
+        resources: s.resources,
+        access_control: s.access_control,
+        owner: s.owner,
+        creator: s.creator,
+        created: s.created,
+        url,
+        path_url,
+        volume: s.volume,
+        unenforced: s.unenforced,
+        current_instance: s.current,
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ServableQuery {
+    /// Only servables of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Servables the caller may read.
+#[utoipa::path(get, path = "/servables", tag = "servables", params(ServableQuery),
+    responses((status = 200, body = [ServableView]), (status = 400, body = ErrorBody)))]
+async fn list_servables(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Query(q): Query<ServableQuery>,
+) -> Result<Json<Vec<ServableView>>> {
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(ServableType::parse(t).ok_or_else(|| {
+            crate::core::error::Error::bad_request(format!("{t:?} is not a type (GET /v1/types)"))
+        })?),
+    };
+    let list = servables::list_servables(&app.store, &p, kind)?;
+    Ok(Json(
+        list.into_iter().map(|s| servable_view(&app, s)).collect(),
+    ))
+}
+
+/// Creates a servable from a prototype (CREATE on the prototype).
+#[utoipa::path(post, path = "/servables", tag = "servables", request_body = NewServable,
+    responses(
+        (status = 201, body = ServableView),
+        (status = 400, body = ErrorBody, description = "Problems, listed in error.details"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn create_servable(
+    State(app): State<App>,
+    Auth(p): Auth,
+    JsonBody(new): JsonBody<NewServable>,
+) -> Result<(StatusCode, Json<ServableView>)> {
+    let servable = app
+        .blocking(move |app| servables::create_servable(&app.store, &p, new, app.now()))
+        .await?;
+    Ok((StatusCode::CREATED, Json(servable_view(&app, servable))))
+}
+
+/// One servable (READ).
+#[utoipa::path(get, path = "/servables/{id}", tag = "servables",
+    params(("id" = Id, Path)),
+    responses((status = 200, body = ServableView), (status = 404, body = ErrorBody)))]
+async fn get_servable(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<ServableView>> {
+    let id = parse_id(&id, "Servable")?;
+    let s = servables::servable_for(&app.store, &p, id, Capability::Read)?;
+    Ok(Json(servable_view(&app, s)))
+}
+
+/// Deletes a servable (DELETE): its instances are stopped and removed, its volume too.
+#[utoipa::path(delete, path = "/servables/{id}", tag = "servables",
+    params(("id" = Id, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_servable(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_id(&id, "Servable")?;
+    app.instances.delete_servable(&p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,165 @@
+//! Uploads: start (also single-request `?digest=` and cross-repository `?mount=&from=`), patch
+//! (streamed, chunked), finish (the digest verified before the blob is visible), status, cancel.
+
+use super::{Ctx, for_push, header, unix_now};
+use crate::core::id::Id;
+use crate::domains::authz::Capability;
+use crate::domains::registry::blobs;
+use crate::domains::registry::error::{Code, RResult, RegistryError};
+use crate::domains::registry::{meta, names};
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+fn blob_created(name: &str, digest: &str) -> Response {
+    let mut r = StatusCode::CREATED.into_response();
+    header(&mut r, "Location", &format!("/v2/{name}/blobs/{digest}"));
+    header(&mut r, "Docker-Content-Digest", digest);
+    header(&mut r, "Content-Length", "0");
+    r
+}
+
+fn upload_accepted(name: &str, id: &str, size: u64, status: StatusCode) -> Response {
+    let mut r = status.into_response();
+    header(
+        &mut r,
+        "Location",
+        &format!("/v2/{name}/blobs/uploads/{id}"),
+    );
+    header(&mut r, "Range", &blobs::range_header(size));
+    header(&mut r, "Docker-Upload-UUID", id);
+    header(&mut r, "Content-Length", "0");
+    r
+}
+
+pub(super) async fn start_upload(ctx: &Ctx<'_>, name: &str, body: Body) -> RResult<Response> {
+    let app = ctx.app;
+    // Cross-repository mount: link a blob the caller may read elsewhere.
+    if let (Some(digest), Some(from)) = (ctx.query.get("mount"), ctx.query.get("from")) {
+        names::check_digest(digest)?;
+        let readable = names::valid_name(from)
+            && matches!(meta::repo_caps(&app.store, ctx.principal, from)?, Some((_, caps)) if caps.contains(Capability::Read));
+        if readable && meta::repo_blob(&app.store, from, digest)?.is_some() {
+            for_push(ctx, name)?;
+            if meta::link_blob(&app.store, name, digest, unix_now(app))? {
+                return Ok(blob_created(name, digest));
+            }
+        }
+        // Otherwise: an ordinary upload session, as the spec says.
+    }
+    let repo = for_push(ctx, name)?;
+    let id = Id::new().to_string();
+    app.blobs.start_upload(&id).await?;
+    if let Some(digest) = ctx.query.get("digest") {
+        // Single-request upload.
+        names::check_digest(digest)?;
+        let result = async {
+            app.blobs.append(&id, body.into_data_stream(), None).await?;
+            app.blobs.commit(&id, digest).await
+        }
+        .await;
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                app.blobs.remove_upload(&id).await;
+                return Err(e);
+            }
+        };
+        meta::add_blob(&app.store, &repo.name, digest, size, unix_now(app))?;
+        return Ok(blob_created(name, digest));
+    }
+    meta::create_upload(
+        &app.store,
+        &meta::Upload {
+            id: id.clone(),
+            repo: repo.name.clone(),
+            principal: ctx.principal.id,
+            created: unix_now(app),
+        },
+    )?;
+    Ok(upload_accepted(name, &id, 0, StatusCode::ACCEPTED))
+}
+
+/// The caller's upload session in this repository.
+fn session(ctx: &Ctx<'_>, name: &str, id: &str) -> RResult<meta::Upload> {
+    let unknown = || RegistryError::new(Code::BlobUploadUnknown, "blob upload unknown to registry");
+    names::check_name(name)?;
+    let upload = meta::upload(&ctx.app.store, id)?.ok_or_else(unknown)?;
+    if upload.repo != name || upload.principal != ctx.principal.id {
+        return Err(unknown());
+    }
+    Ok(upload)
+}
+
+fn content_range_start(headers: &HeaderMap) -> RResult<Option<u64>> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or("");
+    let text = text
+        .trim()
+        .trim_start_matches("bytes ")
+        .trim_start_matches("bytes=");
+    let (start, _) = text.split_once('-').unwrap_or((text, ""));
+    start
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| RegistryError::new(Code::RangeInvalid, "malformed Content-Range"))
+}
+
+pub(super) async fn patch_upload(
+    ctx: &Ctx<'_>,
+    name: &str,
+    id: &str,
+    body: Body,
+) -> RResult<Response> {
+    session(ctx, name, id)?;
+    let start = content_range_start(ctx.headers)?;
+    let size = ctx
+        .app
+        .blobs
+        .append(id, body.into_data_stream(), start)
+        .await?;
+    Ok(upload_accepted(name, id, size, StatusCode::ACCEPTED))
+}
+
+pub(super) async fn finish_upload(
+    ctx: &Ctx<'_>,
+    name: &str,
+    id: &str,
+    body: Body,
+) -> RResult<Response> {
+    let upload = session(ctx, name, id)?;
+    let digest = ctx.query.get("digest").ok_or_else(|| {
+        RegistryError::new(Code::DigestInvalid, "the digest parameter is missing")
+    })?;
+    names::check_digest(digest)?;
+    let blobs = &ctx.app.blobs;
+    let start = content_range_start(ctx.headers)?;
+    blobs.append(id, body.into_data_stream(), start).await?;
+    let committed = blobs.commit(id, digest).await;
+    meta::delete_upload(&ctx.app.store, id)?;
+    let size = committed?;
+    meta::add_blob(
+        &ctx.app.store,
+        &upload.repo,
+        digest,
+        size,
+        unix_now(ctx.app),
+    )?;
+    Ok(blob_created(name, digest))
+}
+
+pub(super) async fn upload_status(ctx: &Ctx<'_>, name: &str, id: &str) -> RResult<Response> {
+    session(ctx, name, id)?;
+    let size = ctx.app.blobs.upload_size(id).await?;
+    Ok(upload_accepted(name, id, size, StatusCode::NO_CONTENT))
+}
+
+pub(super) async fn cancel_upload(ctx: &Ctx<'_>, name: &str, id: &str) -> RResult<Response> {
+    session(ctx, name, id)?;
+    ctx.app.blobs.remove_upload(id).await;
+    meta::delete_upload(&ctx.app.store, id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
