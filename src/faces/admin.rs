@@ -6,7 +6,7 @@
 //! line. When no server runs, the CLI (`cli::admin`) opens the database directly and runs the
 //! same code ([`execute`]).
 
-use super::App;
+use super::state::App;
 use crate::core::clock::Clock;
 use crate::core::config::RegistrationMode;
 use crate::core::error::Result;

@@ -1,6 +1,6 @@
 //! Files a face sends back: a job's result zip, streamed from disk.
 
-use super::App;
+use super::state::App;
 use crate::core::error::{Error, Result};
 use crate::domains::jobs::{Job, JobState, result_path};
 use axum::body::Body;

@@ -1,6 +1,6 @@
 //! `/healthz` (the process is up) and `/readyz` (the store answers and so does the Docker engine).
 
-use super::App;
+use super::state::App;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;

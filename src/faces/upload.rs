@@ -3,7 +3,7 @@
 //! in memory), counted against `limits.max_upload_mb` (413 beyond), and named safely (400 for
 //! names with `..`, `/` or NUL). The staging directory goes away with the `Upload`.
 
-use super::App;
+use super::state::App;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use axum::body::Bytes;

@@ -4,9 +4,9 @@
 use crate::core::error::Result;
 use crate::domains::authz::Capability;
 use crate::domains::images::{self, BuildRequest};
-use crate::faces::App;
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
+use crate::faces::state::App;
 use crate::faces::upload::Upload;
 use crate::faces::views;
 use axum::Json;

@@ -7,7 +7,7 @@ mod jobs;
 mod logs;
 mod pipelines;
 
-use crate::faces::App;
+use crate::faces::state::App;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

@@ -5,7 +5,7 @@
 use crate::core::error::Result;
 use crate::core::id::Id;
 use crate::domains::logs::{self, LogLine};
-use crate::faces::App;
+use crate::faces::state::App;
 use crate::faces::views;
 use axum::Json;
 use axum::response::sse::{Event, KeepAlive, Sse};

@@ -14,8 +14,8 @@ mod requests;
 mod servables;
 mod trusts;
 
-use super::App;
 use super::errors;
+use super::state::App;
 use axum::Router;
 use axum::middleware;
 use utoipa_axum::router::OpenApiRouter;

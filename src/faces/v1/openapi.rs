@@ -5,8 +5,8 @@
 //! (`dtaas openapi > docs/openapi.json` refreshes it).
 
 use crate::core::error::Problem;
-use crate::faces::App;
 use crate::faces::auth::SESSION_COOKIE;
+use crate::faces::state::App;
 use axum::Router;
 use serde::Serialize;
 use utoipa::ToSchema;
