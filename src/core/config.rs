@@ -510,3 +510,381 @@ fn typed_value(raw: &str, default: &toml::Value) -> Result<toml::Value, String> 
         _ => Ok(toml::Value::String(raw.to_owned())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A config file in its own temporary directory (kept alive by the returned guard).
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dtaas.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn load_env(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(None, env(pairs), vec![])
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_appliance() {
+        let c = load_env(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("./dtaas-data"));
+        assert_eq!(c.registration, RegistrationMode::Open);
+        assert!(!c.allow_insecure_http);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let (_dir, path) = file(
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/from/file\"\n[log]\nlevel = \"debug\"\n",
+        );
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("DTAAS_DATA_DIR", "/from/env"),
+                ("DTAAS_LOGIN_LIMIT_PER_LOGIN", "9"),
+            ]),
+            vec![("log.level", toml::Value::String("warn".into()))],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 6000, "file beats default");
+        assert_eq!(c.data_dir, PathBuf::from("/from/env"), "env beats file");
+        assert_eq!(c.log.level, "warn", "flag beats file");
+        assert_eq!(c.login_limit.per_login, 9, "env beats default");
+        assert_eq!(
+            c.login_limit.per_address,
+            LoginLimitConfig::default().per_address,
+            "a section set in part keeps its other defaults"
+        );
+    }
+
+    #[test]
+    fn flags_beat_the_environment() {
+        let c = Config::load(
+            None,
+            env(&[("DTAAS_DATA_DIR", "/from/env"), ("DTAAS_JOBS_CPUS", "3")]),
+            vec![
+                ("data_dir", toml::Value::String("/from/flag".into())),
+                ("registration", toml::Value::String("closed".into())),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.registration, RegistrationMode::Closed);
+        assert_eq!(c.jobs.cpus, 3.0, "what no flag sets keeps the env's value");
+    }
+
+    #[test]
+    fn a_file_section_set_in_part_keeps_the_other_defaults() {
+        let (_dir, path) = file("[log]\nformat = \"json\"\n[jobs]\nmemory_mb = 64\n");
+        let c = Config::load(Some(&path), env(&[]), vec![]).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.jobs.memory_mb, 64);
+        assert_eq!(c.jobs.network, "bridge");
+        assert_eq!(c.jobs.pids, JobsConfig::default().pids);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors_that_name_the_key_and_the_file() {
+        let (_dir, path) = file("[log]\nlevle = \"debug\"\n");
+        let err = Config::load(Some(&path), env(&[]), vec![]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::File { path: p, .. } if *p == path),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("levle") && text.contains("dtaas.toml"),
+            "{text}"
+        );
+
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        let err = Config::load(Some(&path), env(&[]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_errors_that_name_the_variable() {
+        for var in ["DTAAS_LISTEN_PORT", "DTAAS_LOG", "DTAAS_JOBS_MEMORY"] {
+            let err = load_env(&[(var, "1")]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Env { var: v, .. } if v == var),
+                "{var}: {err:?}"
+            );
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn other_variables_and_the_clients_are_ignored() {
+        let c = load_env(&[
+            ("PATH", "/bin"),
+            ("DOCKER", "x"),
+            ("DTAASX", "x"),
+            ("DTAAS_PROFILE", "x"),
+            ("DTAAS_URL", "http://h"),
+            ("DTAAS_CONFIG", "/nowhere.toml"),
+            ("DTAAS_API_KEY", "k"),
+        ])
+        .unwrap();
+        assert_eq!(c, load_env(&[]).unwrap());
+    }
+
+    #[test]
+    fn environment_names_are_the_key_path_in_upper_case() {
+        assert_eq!(env_name("log.level"), "DTAAS_LOG_LEVEL");
+        assert_eq!(env_name("data_dir"), "DTAAS_DATA_DIR");
+        assert_eq!(
+            env_name("servables.max_log_lines"),
+            "DTAAS_SERVABLES_MAX_LOG_LINES"
+        );
+    }
+
+    #[test]
+    fn nested_keys_of_every_type_are_set_from_the_environment() {
+        let c = load_env(&[
+            ("DTAAS_LOG_LEVEL", "debug"),
+            ("DTAAS_LOG_FORMAT", "json"),
+            ("DTAAS_REGISTRATION", "closed"),
+            ("DTAAS_JOBS_CPUS", "2.5"),
+            ("DTAAS_JOBS_PIDS", " 77 "),
+            ("DTAAS_SERVABLES_MAX_LOG_LINES", "5"),
+            ("DTAAS_IMAGES_ALLOW_LOCAL_REPOS", "yes"),
+            ("DTAAS_REGISTRY_GC_GRACE_SECS", "7"),
+            ("DTAAS_DOCKER_HOST", "tcp://docker:2375"),
+        ])
+        .unwrap();
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.registration, RegistrationMode::Closed);
+        assert_eq!(c.jobs.cpus, 2.5);
+        assert_eq!(c.jobs.pids, 77);
+        assert_eq!(c.servables.max_log_lines, 5);
+        assert!(c.images.allow_local_repos);
+        assert_eq!(c.registry.gc_grace_secs, 7);
+        assert_eq!(c.docker.host, "tcp://docker:2375");
+    }
+
+    #[test]
+    fn booleans_from_the_environment_take_the_usual_spellings() {
+        for (raw, want) in [
+            ("1", true),
+            ("true", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("on", true),
+            ("0", false),
+            ("false", false),
+            ("No", false),
+            ("off", false),
+        ] {
+            let c = load_env(&[("DTAAS_IMAGES_ALLOW_LOCAL_REPOS", raw)]).unwrap();
+            assert_eq!(c.images.allow_local_repos, want, "{raw}");
+        }
+    }
+
+    /// Every key can be set from the environment, under a name no other key shares.
+    #[test]
+    fn every_key_has_its_own_environment_variable() {
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let keys = leaf_paths(&defaults);
+        assert!(keys.len() > 30, "{keys:?}");
+        let mut names: Vec<String> = keys.iter().map(|(k, _)| env_name(k)).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), keys.len(), "two keys share a variable");
+
+        let vars: Vec<(String, String)> = keys
+            .iter()
+            .map(|(k, v)| {
+                let raw = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (env_name(k), raw)
+            })
+            .collect();
+        assert_eq!(Config::load(None, vars, vec![]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        // Typed by the key's default: the variable is named.
+        for (var, raw, expected) in [
+            ("DTAAS_ALLOW_INSECURE_HTTP", "maybe", "true or false"),
+            ("DTAAS_JOBS_MEMORY_MB", "lots", "whole number"),
+            ("DTAAS_JOBS_CPUS", "fast", "a number"),
+        ] {
+            let err = load_env(&[(var, raw)]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Env { var: v, .. } if v == var),
+                "{var}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(text.contains(var) && text.contains(expected), "{text}");
+        }
+        // Strings the configuration's own types refuse: the key is named.
+        for (var, raw, key) in [
+            ("DTAAS_LISTEN", "garbage", "`listen`"),
+            ("DTAAS_REGISTRATION", "sometimes", "`registration`"),
+            ("DTAAS_LOG_FORMAT", "xml", "`log.format`"),
+        ] {
+            let err = load_env(&[(var, raw)]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        // In the file: the key and the file.
+        let (_dir, path) = file("[jobs]\nmemory_mb = \"lots\"\n");
+        let err = Config::load(Some(&path), env(&[]), vec![]).unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("jobs.memory_mb") && text.contains("dtaas.toml"),
+            "{text}"
+        );
+        // From a flag.
+        let err = Config::load(
+            None,
+            env(&[]),
+            vec![("jobs.memory_mb", toml::Value::String("x".into()))],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("jobs.memory_mb"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_or_malformed_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let err = Config::load(Some(&missing), env(&[]), vec![]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Read { path, .. } if *path == missing),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+
+        let (_dir, path) = file("listen = \n");
+        let err = Config::load(Some(&path), env(&[]), vec![]).unwrap_err();
+        assert!(matches!(err, ConfigError::File { .. }), "{err:?}");
+        assert!(err.to_string().contains("dtaas.toml"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_plain_http_is_refused_unless_allowed() {
+        for addr in ["0.0.0.0:5000", "192.0.2.1:80", "[::]:5000"] {
+            let err = load_env(&[("DTAAS_LISTEN", addr)]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+            let text = err.to_string();
+            assert!(text.contains("refusing") && text.contains(addr), "{text}");
+            let c = load_env(&[
+                ("DTAAS_LISTEN", addr),
+                ("DTAAS_ALLOW_INSECURE_HTTP", "true"),
+            ])
+            .unwrap();
+            assert!(c.allow_insecure_http);
+            assert_eq!(c.listen.to_string(), addr);
+        }
+        for addr in ["127.0.0.1:80", "127.1.2.3:5000", "[::1]:5000"] {
+            let c = load_env(&[("DTAAS_LISTEN", addr)]).unwrap();
+            assert!(!c.allow_insecure_http, "{addr}");
+        }
+        // The same from the file.
+        let (_dir, path) = file("listen = \"0.0.0.0:5000\"\n");
+        assert!(Config::load(Some(&path), env(&[]), vec![]).is_err());
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:5000\"\nallow_insecure_http = true\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&path), env(&[]), vec![]).is_ok());
+    }
+
+    #[test]
+    fn values_beyond_types_are_checked() {
+        for (var, raw, named) in [
+            (
+                "DTAAS_SESSIONS_IDLE_TIMEOUT_SECS",
+                "0",
+                "sessions.idle_timeout_secs",
+            ),
+            (
+                "DTAAS_SESSIONS_LIFETIME_SECS",
+                "0",
+                "sessions.lifetime_secs",
+            ),
+            (
+                "DTAAS_LOGIN_LIMIT_WINDOW_SECS",
+                "0",
+                "login_limit.window_secs",
+            ),
+            ("DTAAS_LOGIN_LIMIT_PER_LOGIN", "0", "login_limit.per_login"),
+            ("DTAAS_LOG_LEVEL", "dtaas=loud", "log.level"),
+            ("DTAAS_DOCKER_HOST", "/var/run/docker.sock", "docker.host"),
+        ] {
+            let err = load_env(&[(var, raw)]).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
+            assert!(err.to_string().contains(named), "{err}");
+        }
+        for host in ["unix:///x.sock", "tcp://h:2375", "http://h:2375"] {
+            assert_eq!(
+                load_env(&[("DTAAS_DOCKER_HOST", host)])
+                    .unwrap()
+                    .docker
+                    .host,
+                host
+            );
+        }
+    }
+
+    #[test]
+    fn the_printed_config_round_trips() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("DTAAS_DATA_DIR", "/srv/dtaas"),
+                ("DTAAS_JOBS_CPUS", "0.5"),
+                ("DTAAS_LOG_FORMAT", "json"),
+                ("DTAAS_SERVABLES_API_URL", "http://10.0.0.1:5000"),
+                ("DTAAS_LISTEN", "0.0.0.0:8080"),
+                ("DTAAS_ALLOW_INSECURE_HTTP", "true"),
+            ]),
+            vec![("registration", toml::Value::String("closed".into()))],
+        )
+        .unwrap();
+        assert_ne!(c, Config::default());
+        let text = c.to_toml();
+        let parsed: Config = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, c, "{text}");
+
+        // And as a config file: the effective configuration, exactly.
+        let (_dir, path) = file(&text);
+        assert_eq!(Config::load(Some(&path), env(&[]), vec![]).unwrap(), c);
+    }
+
+    #[test]
+    fn registration_modes_parse_and_print() {
+        for mode in [RegistrationMode::Open, RegistrationMode::Closed] {
+            assert_eq!(mode.as_str().parse::<RegistrationMode>(), Ok(mode));
+        }
+        let err = "sometimes".parse::<RegistrationMode>().unwrap_err();
+        assert!(err.contains("sometimes"), "{err}");
+        assert!("Open".parse::<RegistrationMode>().is_err());
+    }
+}

@@ -85,3 +85,100 @@ impl utoipa::PartialSchema for Id {
 }
 
 impl utoipa::ToSchema for Id {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "0190b1f3c4d27a8e9b1c2d3e4f506172";
+
+    #[test]
+    fn thirty_two_hex_digits_parse() {
+        assert_eq!(Id::parse(HEX), Some(Id(0x0190b1f3c4d27a8e9b1c2d3e4f506172)));
+        assert_eq!(Id::parse(&"0".repeat(32)), Some(Id(0)));
+        assert_eq!(Id::parse(&"f".repeat(32)), Some(Id(u128::MAX)));
+        assert_eq!(HEX.parse::<Id>().unwrap(), Id::parse(HEX).unwrap());
+    }
+
+    /// Upper-case digits are accepted (and printed back in lower case).
+    #[test]
+    fn upper_case_hex_is_accepted() {
+        let upper = HEX.to_ascii_uppercase();
+        assert_eq!(Id::parse(&upper), Id::parse(HEX));
+        assert_eq!(Id::parse(&upper).unwrap().to_string(), HEX);
+    }
+
+    #[test]
+    fn hyphenated_uuids_parse_to_the_same_id() {
+        let hyphenated = "0190b1f3-c4d2-7a8e-9b1c-2d3e4f506172";
+        assert_eq!(Id::parse(hyphenated), Id::parse(HEX));
+        assert_eq!(Id::parse(&hyphenated.to_ascii_uppercase()), Id::parse(HEX));
+        // Hyphens where a UUID has none are refused.
+        assert_eq!(Id::parse("0190b1f3c-4d2-7a8e-9b1c-2d3e4f506172"), None);
+        assert_eq!(Id::parse("0190b1f3c4d27a8e9b1c2d3e4f50617200-0"), None);
+    }
+
+    #[test]
+    fn wrong_lengths_and_characters_are_refused() {
+        for bad in [
+            "",
+            &HEX[..31],
+            &format!("{HEX}0"),
+            &format!("{}g", &HEX[..31]),
+            &format!("{}-", &HEX[..31]),
+            &format!(" {}", &HEX[..31]),
+            &format!("+{}", &HEX[..31]),
+            &format!("0x{}", &HEX[..30]),
+            "0190b1f3-c4d2-7a8e-9b1c-2d3e4f50617",
+            "0190b1f3-c4d2-7a8e-9b1c-2d3e4f50617z",
+            "{0190b1f3-c4d2-7a8e-9b1c-2d3e4f506172}",
+            "urn:uuid:0190b1f3-c4d2-7a8e-9b1c-2d3e4f506172",
+            // 32 bytes, but not 32 hex digits.
+            "0190b1f3c4d27a8e9b1c2d3e4f5061é",
+        ] {
+            assert_eq!(Id::parse(bad), None, "{bad:?}");
+            assert!(bad.parse::<Id>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_is_32_lowercase_hex_digits() {
+        assert_eq!(Id(0).to_string(), "0".repeat(32));
+        assert_eq!(Id(0xAB).to_string(), format!("{}ab", "0".repeat(30)));
+        assert_eq!(format!("{:?}", Id(0xAB)), format!("Id({})", Id(0xAB)));
+        let fresh = Id::new().to_string();
+        assert_eq!(fresh.len(), 32);
+        assert!(
+            fresh
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "{fresh}"
+        );
+        assert_eq!(Id::parse(&fresh).unwrap().to_string(), fresh);
+    }
+
+    #[test]
+    fn serde_writes_the_display_form_and_reads_it_back() {
+        let id = Id::parse(HEX).unwrap();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{HEX}\""));
+        assert_eq!(serde_json::from_str::<Id>(&json).unwrap(), id);
+        assert_eq!(
+            serde_json::from_str::<Id>("\"0190b1f3-c4d2-7a8e-9b1c-2d3e4f506172\"").unwrap(),
+            id
+        );
+        assert!(serde_json::from_str::<Id>("\"nope\"").is_err());
+        assert!(serde_json::from_str::<Id>("42").is_err());
+    }
+
+    #[test]
+    fn fresh_ids_are_uuid_v7_and_increase() {
+        let mut last = Id::new();
+        assert_eq!(last.to_string().as_bytes()[12], b'7', "version 7");
+        for _ in 0..10_000 {
+            let next = Id::new();
+            assert!(next > last, "{next} after {last}");
+            last = next;
+        }
+    }
+}

@@ -621,3 +621,616 @@ pub fn authorize(
     let txn = store.read()?;
     Acl::read(&txn)?.check(principal, id, kind, cap)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::store::put_record;
+
+    /// A table of records keyed by object id, as the domains keep them.
+    const THINGS: TableDefinition<u128, &[u8]> = TableDefinition::new("test_things");
+
+    struct World {
+        _dir: tempfile::TempDir,
+        store: Store,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        World { _dir: dir, store }
+    }
+
+    fn user(name: &str) -> Principal {
+        let id = Id::new();
+        Principal {
+            id,
+            kind: PrincipalKind::User,
+            name: name.to_owned(),
+            admin: false,
+            user: id,
+        }
+    }
+
+    fn admin() -> Principal {
+        Principal {
+            admin: true,
+            ..user("root")
+        }
+    }
+
+    /// A servable acting for `owner`.
+    fn servable(owner: &Principal) -> Principal {
+        Principal {
+            id: Id::new(),
+            kind: PrincipalKind::Servable,
+            name: "app".to_owned(),
+            admin: false,
+            user: owner.id,
+        }
+    }
+
+    impl World {
+        fn write(&self, f: impl FnOnce(&WriteTransaction)) {
+            let txn = self.store.write().unwrap();
+            f(&txn);
+            txn.commit().unwrap();
+        }
+
+        fn object(&self, kind: Kind, owner: Option<&Principal>) -> Id {
+            let id = Id::new();
+            let meta = ObjectMeta {
+                id,
+                kind,
+                owner: owner.map(|p| p.id),
+                created: chrono::Utc::now(),
+            };
+            self.write(|txn| create_object(txn, &meta).unwrap());
+            id
+        }
+
+        fn grant(&self, object: Id, principal: Id, caps: &[Capability]) {
+            self.write(|txn| grant(txn, object, principal, Caps::of(caps)).unwrap());
+        }
+
+        fn caps(&self, principal: &Principal, object: Id) -> Caps {
+            let txn = self.store.read().unwrap();
+            let acl = Acl::read(&txn).unwrap();
+            let meta = acl.object(object).unwrap().unwrap();
+            acl.caps(principal, &meta).unwrap()
+        }
+
+        fn grants_on(&self, object: Id) -> Vec<(Id, Caps)> {
+            grants_on(&self.store.read().unwrap(), object).unwrap()
+        }
+
+        fn check(&self, p: &Principal, id: Id, kind: Kind, cap: Capability) -> Result<ObjectMeta> {
+            authorize(&self.store, p, id, kind, cap)
+        }
+    }
+
+    fn caps(list: &[Capability]) -> Caps {
+        Caps::of(list)
+    }
+
+    use Capability::{Create, Delete, Discover, Manage, Read, Request, Update};
+
+    #[test]
+    fn caps_are_bit_sets_of_the_seven_capabilities() {
+        assert!(Caps::NONE.is_empty());
+        assert_eq!(Caps::default(), Caps::NONE);
+        assert_eq!(Caps::of(&Capability::ALL), Caps::ALL);
+        assert_eq!(Caps::ALL.list(), Capability::ALL.to_vec());
+        assert!(Caps::NONE.list().is_empty());
+        let mut seen = Caps::NONE;
+        for cap in Capability::ALL {
+            let one = Caps::of(&[cap]);
+            assert_eq!(one.list(), vec![cap]);
+            assert!(one.contains(cap) && Caps::ALL.contains(cap));
+            assert!(!Caps::NONE.contains(cap));
+            assert!(seen.union(one) != seen, "{cap} shares a bit");
+            seen = seen.union(one);
+        }
+        assert_eq!(seen, Caps::ALL);
+
+        let rw = caps(&[Read, Update]);
+        assert!(rw.contains(Read) && rw.contains(Update) && !rw.contains(Delete));
+        assert_eq!(
+            rw.union(caps(&[Update, Delete])),
+            caps(&[Read, Update, Delete])
+        );
+        assert_eq!(rw.union(Caps::NONE), rw);
+        assert_eq!(
+            caps(&[Update, Read, Read]),
+            rw,
+            "order and repeats do not matter"
+        );
+        assert_eq!(rw.list(), vec![Read, Update], "listed in the model's order");
+    }
+
+    #[test]
+    fn capabilities_parse_what_they_print() {
+        for cap in Capability::ALL {
+            assert_eq!(Capability::parse(cap.as_str()), Some(cap));
+            assert_eq!(cap.to_string(), cap.as_str());
+            assert_eq!(
+                serde_json::to_string(&cap).unwrap(),
+                format!("\"{}\"", cap.as_str())
+            );
+        }
+        assert_eq!(Capability::parse("read"), None);
+        assert_eq!(Capability::parse("ADMIN"), None);
+        assert_eq!(Capability::parse(""), None);
+    }
+
+    #[test]
+    fn the_owner_holds_every_capability() {
+        let w = world();
+        let alice = user("alice");
+        let image = w.object(Kind::Image, Some(&alice));
+        assert_eq!(w.caps(&alice, image), Caps::ALL);
+        for cap in Capability::ALL {
+            let meta = w.check(&alice, image, Kind::Image, cap).unwrap();
+            assert_eq!(meta.id, image);
+            assert_eq!(meta.kind, Kind::Image);
+            assert_eq!(meta.owner, Some(alice.id));
+        }
+    }
+
+    #[test]
+    fn an_admin_holds_every_capability_on_anything() {
+        let w = world();
+        let alice = user("alice");
+        let root = admin();
+        let image = w.object(Kind::Image, Some(&alice));
+        let system = w.object(Kind::Collection, None);
+        assert_eq!(w.caps(&root, image), Caps::ALL);
+        assert_eq!(w.caps(&root, system), Caps::ALL);
+        for cap in Capability::ALL {
+            w.check(&root, image, Kind::Image, cap).unwrap();
+            w.check(&root, system, Kind::Collection, cap).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_stranger_does_not_see_the_object() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let image = w.object(Kind::Image, Some(&alice));
+        assert_eq!(w.caps(&bob, image), Caps::NONE);
+        for cap in Capability::ALL {
+            match w.check(&bob, image, Kind::Image, cap) {
+                Err(Error::NotFound(m)) => assert_eq!(m, "Image not found"),
+                other => panic!("{cap}: {other:?}"),
+            }
+        }
+        let txn = w.store.read().unwrap();
+        let acl = Acl::read(&txn).unwrap();
+        let meta = acl.object(image).unwrap().unwrap();
+        assert!(!acl.visible(&bob, &meta).unwrap());
+        assert!(acl.visible(&alice, &meta).unwrap());
+    }
+
+    #[test]
+    fn a_missing_id_is_not_found_even_for_an_admin() {
+        let w = world();
+        match w.check(&admin(), Id::new(), Kind::Job, Read) {
+            Err(Error::NotFound(m)) => assert_eq!(m, "Job not found"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn holding_another_capability_is_forbidden_not_hidden() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let image = w.object(Kind::Image, Some(&alice));
+        w.grant(image, bob.id, &[Read]);
+        assert_eq!(w.caps(&bob, image), caps(&[Discover, Read]));
+        w.check(&bob, image, Kind::Image, Read).unwrap();
+        w.check(&bob, image, Kind::Image, Discover).unwrap();
+        for cap in [Create, Update, Delete, Manage, Request] {
+            match w.check(&bob, image, Kind::Image, cap) {
+                Err(Error::Forbidden(m)) => {
+                    assert_eq!(m, format!("you lack {cap} on this image"))
+                }
+                other => panic!("{cap}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_capability_brings_discover_and_nothing_else() {
+        let w = world();
+        let alice = user("alice");
+        let image = w.object(Kind::Image, Some(&alice));
+        for cap in Capability::ALL {
+            let holder = user("holder");
+            w.grant(image, holder.id, &[cap]);
+            assert_eq!(w.caps(&holder, image), caps(&[cap, Discover]), "{cap}");
+            w.check(&holder, image, Kind::Image, Discover).unwrap();
+        }
+    }
+
+    #[test]
+    fn grants_add_up() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let job = w.object(Kind::Job, Some(&alice));
+        w.grant(job, bob.id, &[Read]);
+        w.grant(job, bob.id, &[Update]);
+        assert_eq!(w.grants_on(job), vec![(bob.id, caps(&[Read, Update]))]);
+        assert_eq!(w.caps(&bob, job), caps(&[Discover, Read, Update]));
+    }
+
+    #[test]
+    fn a_grant_to_all_users_reaches_users_but_not_servables() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let image = w.object(Kind::Image, Some(&alice));
+        w.grant(image, ALL_USERS, &[Read]);
+        assert_eq!(w.caps(&bob, image), caps(&[Discover, Read]));
+        w.check(&bob, image, Kind::Image, Read).unwrap();
+
+        // A servable is no user, not even one of the owner's.
+        for app in [servable(&bob), servable(&alice)] {
+            assert_eq!(w.caps(&app, image), Caps::NONE);
+            assert!(matches!(
+                w.check(&app, image, Kind::Image, Read),
+                Err(Error::NotFound(_))
+            ));
+        }
+        // What is granted to the servable itself counts.
+        let app = servable(&bob);
+        w.grant(image, app.id, &[Request]);
+        assert_eq!(w.caps(&app, image), caps(&[Discover, Request]));
+    }
+
+    #[test]
+    fn every_user_may_register_prototypes_and_no_servable_may() {
+        let w = world();
+        let bob = user("bob");
+        let meta = w.check(&bob, PROTOTYPES, Kind::Collection, Create).unwrap();
+        assert_eq!(meta.owner, None);
+        assert!(matches!(
+            w.check(&bob, PROTOTYPES, Kind::Collection, Manage),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            w.check(&servable(&bob), PROTOTYPES, Kind::Collection, Create),
+            Err(Error::NotFound(_))
+        ));
+        // An admin may revoke it, and opening the store again does not grant it anew.
+        w.write(|txn| {
+            revoke(txn, PROTOTYPES, ALL_USERS, Caps::ALL).unwrap();
+        });
+        let World { _dir: dir, store } = w;
+        drop(store);
+        let w = World {
+            store: crate::domains::open_store(dir.path()).unwrap(),
+            _dir: dir,
+        };
+        assert!(matches!(
+            w.check(&bob, PROTOTYPES, Kind::Collection, Create),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_trusts_grants_pass_to_its_members() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let carol = user("carol");
+        let trust = w.object(Kind::Trust, Some(&alice));
+        let data = w.object(Kind::Job, Some(&alice));
+        w.grant(data, trust, &[Read]);
+        assert_eq!(w.caps(&bob, data), Caps::NONE);
+
+        w.write(|txn| set_membership(txn, trust, bob.id, Role::Member).unwrap());
+        assert_eq!(w.caps(&bob, data), caps(&[Discover, Read]));
+        w.check(&bob, data, Kind::Job, Read).unwrap();
+        assert!(matches!(
+            w.check(&bob, data, Kind::Job, Update),
+            Err(Error::Forbidden(_))
+        ));
+        assert_eq!(w.caps(&carol, data), Caps::NONE, "not a member");
+
+        // A servable member counts too: membership is by principal, whatever its kind.
+        let app = servable(&carol);
+        w.write(|txn| set_membership(txn, trust, app.id, Role::Member).unwrap());
+        assert_eq!(w.caps(&app, data), caps(&[Discover, Read]));
+
+        let txn = w.store.read().unwrap();
+        let mut members = members_of(&txn, trust).unwrap();
+        members.sort_by_key(|(id, _)| *id);
+        assert_eq!(
+            members,
+            vec![(bob.id, Role::Member), (app.id, Role::Member)]
+        );
+        drop(txn);
+
+        w.write(|txn| assert!(remove_membership(txn, trust, bob.id).unwrap()));
+        w.write(|txn| assert!(!remove_membership(txn, trust, bob.id).unwrap()));
+        assert_eq!(w.caps(&bob, data), Caps::NONE);
+    }
+
+    #[test]
+    fn trustees_manage_what_is_placed_in_the_trust_and_nothing_else() {
+        let w = world();
+        let alice = user("alice");
+        let trustee = user("trustee");
+        let member = user("member");
+        let trust = w.object(Kind::Trust, Some(&alice));
+        let inside = w.object(Kind::Image, Some(&alice));
+        let outside = w.object(Kind::Image, Some(&alice));
+        w.write(|txn| {
+            set_membership(txn, trust, trustee.id, Role::Trustee).unwrap();
+            set_membership(txn, trust, member.id, Role::Member).unwrap();
+            assert!(set_trust_object(txn, trust, inside, true).unwrap());
+            assert!(
+                !set_trust_object(txn, trust, inside, true).unwrap(),
+                "already in"
+            );
+        });
+        assert_eq!(
+            trust_objects(&w.store.read().unwrap(), trust).unwrap(),
+            vec![inside]
+        );
+
+        assert_eq!(w.caps(&trustee, inside), caps(&[Discover, Manage]));
+        w.check(&trustee, inside, Kind::Image, Manage).unwrap();
+        assert!(matches!(
+            w.check(&trustee, inside, Kind::Image, Delete),
+            Err(Error::Forbidden(_))
+        ));
+        assert_eq!(w.caps(&trustee, outside), Caps::NONE);
+        assert!(matches!(
+            w.check(&trustee, outside, Kind::Image, Manage),
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(w.caps(&member, inside), Caps::NONE, "members do not manage");
+
+        // Promoting a member keeps the trustee role; adding a trustee as member keeps it too.
+        w.write(|txn| {
+            set_membership(txn, trust, member.id, Role::Trustee).unwrap();
+            set_membership(txn, trust, trustee.id, Role::Member).unwrap();
+        });
+        assert_eq!(w.caps(&member, inside), caps(&[Discover, Manage]));
+        assert_eq!(w.caps(&trustee, inside), caps(&[Discover, Manage]));
+
+        w.write(|txn| {
+            assert!(set_trust_object(txn, trust, inside, false).unwrap());
+            assert!(!set_trust_object(txn, trust, inside, false).unwrap());
+        });
+        assert_eq!(w.caps(&trustee, inside), Caps::NONE);
+    }
+
+    #[test]
+    fn forgetting_a_trust_takes_away_what_it_gave() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let trust = w.object(Kind::Trust, Some(&alice));
+        let granted = w.object(Kind::Image, Some(&alice));
+        let placed = w.object(Kind::Image, Some(&alice));
+        w.grant(granted, trust, &[Read]);
+        w.write(|txn| {
+            set_membership(txn, trust, bob.id, Role::Trustee).unwrap();
+            set_trust_object(txn, trust, placed, true).unwrap();
+        });
+        assert!(!w.caps(&bob, granted).is_empty());
+        assert!(!w.caps(&bob, placed).is_empty());
+        w.write(|txn| {
+            forget_trust(txn, trust).unwrap();
+            forget_principal(txn, trust).unwrap();
+        });
+        assert_eq!(w.caps(&bob, granted), Caps::NONE);
+        assert_eq!(w.caps(&bob, placed), Caps::NONE);
+        assert!(w.grants_on(granted).is_empty());
+        let txn = w.store.read().unwrap();
+        assert!(members_of(&txn, trust).unwrap().is_empty());
+        assert!(trust_objects(&txn, trust).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_object_of_another_kind_is_not_found() {
+        let w = world();
+        let alice = user("alice");
+        let job = w.object(Kind::Job, Some(&alice));
+        for who in [&alice, &admin()] {
+            match w.check(who, job, Kind::Image, Read) {
+                Err(Error::NotFound(m)) => assert_eq!(m, "Image not found"),
+                other => panic!("{other:?}"),
+            }
+        }
+        w.check(&alice, job, Kind::Job, Read).unwrap();
+    }
+
+    #[test]
+    fn revoking_removes_capabilities_and_the_empty_grant() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let carol = user("carol");
+        let image = w.object(Kind::Image, Some(&alice));
+        w.grant(image, bob.id, &[Read, Update]);
+        w.grant(image, carol.id, &[Read]);
+
+        w.write(|txn| {
+            assert_eq!(
+                revoke(txn, image, bob.id, caps(&[Update])).unwrap(),
+                caps(&[Read])
+            );
+        });
+        assert_eq!(w.caps(&bob, image), caps(&[Discover, Read]));
+        assert!(matches!(
+            w.check(&bob, image, Kind::Image, Update),
+            Err(Error::Forbidden(_))
+        ));
+
+        w.write(|txn| {
+            assert_eq!(
+                revoke(txn, image, bob.id, caps(&[Read])).unwrap(),
+                Caps::NONE
+            );
+        });
+        assert_eq!(
+            w.grants_on(image),
+            vec![(carol.id, caps(&[Read]))],
+            "row gone"
+        );
+        assert!(matches!(
+            w.check(&bob, image, Kind::Image, Read),
+            Err(Error::NotFound(_))
+        ));
+
+        // Revoking what was never held leaves nothing behind either.
+        w.write(|txn| {
+            assert_eq!(
+                revoke(txn, image, bob.id, caps(&[Read])).unwrap(),
+                Caps::NONE
+            );
+        });
+        assert_eq!(w.grants_on(image).len(), 1);
+    }
+
+    #[test]
+    fn deleting_an_object_removes_it_and_its_grants_only() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let carol = user("carol");
+        let doomed = w.object(Kind::Image, Some(&alice));
+        let kept = w.object(Kind::Image, Some(&alice));
+        w.grant(doomed, bob.id, &[Read]);
+        w.grant(doomed, carol.id, &[Update]);
+        w.grant(doomed, ALL_USERS, &[Discover]);
+        w.grant(kept, bob.id, &[Read]);
+
+        w.write(|txn| delete_object(txn, doomed).unwrap());
+        assert!(w.grants_on(doomed).is_empty());
+        assert_eq!(w.grants_on(kept), vec![(bob.id, caps(&[Read]))]);
+        for who in [&alice, &bob, &admin()] {
+            assert!(matches!(
+                w.check(who, doomed, Kind::Image, Discover),
+                Err(Error::NotFound(_))
+            ));
+        }
+        w.check(&bob, kept, Kind::Image, Read).unwrap();
+    }
+
+    #[test]
+    fn forgetting_a_principal_drops_its_grants_everywhere() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let a = w.object(Kind::Image, Some(&alice));
+        let b = w.object(Kind::Job, Some(&alice));
+        w.grant(a, bob.id, &[Read]);
+        w.grant(b, bob.id, &[Update]);
+        w.grant(a, ALL_USERS, &[Discover]);
+        w.write(|txn| forget_principal(txn, bob.id).unwrap());
+        assert_eq!(w.grants_on(a), vec![(ALL_USERS, caps(&[Discover]))]);
+        assert!(w.grants_on(b).is_empty());
+    }
+
+    #[test]
+    fn the_check_in_a_write_transaction_sees_its_own_writes() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let image = w.object(Kind::Image, Some(&alice));
+        let txn = w.store.write().unwrap();
+        grant(&txn, image, bob.id, caps(&[Update])).unwrap();
+        {
+            let acl = Acl::write(&txn).unwrap();
+            acl.check(&bob, image, Kind::Image, Update).unwrap();
+        }
+        drop(txn); // aborted
+        assert!(matches!(
+            w.check(&bob, image, Kind::Image, Update),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn granting_and_revoking_takes_manage() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let carol = user("carol");
+        let image = w.object(Kind::Image, Some(&alice));
+
+        match grant_by(&w.store, &bob, image, carol.id, caps(&[Read])) {
+            Err(Error::NotFound(m)) => assert_eq!(m, "Object not found", "kind not named"),
+            other => panic!("{other:?}"),
+        }
+        w.grant(image, bob.id, &[Read]);
+        assert!(matches!(
+            grant_by(&w.store, &bob, image, carol.id, caps(&[Read])),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(w.caps(&carol, image).is_empty());
+
+        grant_by(&w.store, &alice, image, bob.id, caps(&[Manage])).unwrap();
+        let meta = grant_by(&w.store, &bob, image, carol.id, caps(&[Read])).unwrap();
+        assert_eq!(meta.id, image);
+        assert_eq!(w.caps(&carol, image), caps(&[Discover, Read]));
+        revoke_by(&w.store, &bob, image, carol.id, caps(&[Read])).unwrap();
+        assert!(w.caps(&carol, image).is_empty());
+        assert_eq!(managed(&w.store, &bob, image).unwrap().kind, Kind::Image);
+        assert!(matches!(
+            managed(&w.store, &carol, image),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Thing {
+        name: String,
+    }
+
+    #[test]
+    fn list_readable_returns_what_the_principal_may_read_in_id_order() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        let mine = w.object(Kind::Image, Some(&bob));
+        let shared = w.object(Kind::Image, Some(&alice));
+        let seen_only = w.object(Kind::Image, Some(&alice));
+        let private = w.object(Kind::Image, Some(&alice));
+        let public = w.object(Kind::Image, Some(&alice));
+        let unregistered = Id::new(); // a record with no object behind it
+        w.grant(shared, bob.id, &[Read]);
+        w.grant(seen_only, bob.id, &[Discover, Update]);
+        w.grant(public, ALL_USERS, &[Read]);
+        let all = [mine, shared, seen_only, private, public, unregistered];
+        w.write(|txn| {
+            txn.open_table(THINGS).unwrap();
+            // Written out of order: the listing is in id order all the same.
+            for id in all.iter().rev() {
+                let thing = Thing {
+                    name: id.to_string(),
+                };
+                put_record(txn, THINGS, *id, &thing).unwrap();
+            }
+        });
+        let names = |p: &Principal| -> Vec<String> {
+            list_readable::<Thing>(&w.store, THINGS, p)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.name)
+                .collect()
+        };
+        let ids = |list: &[Id]| -> Vec<String> { list.iter().map(Id::to_string).collect() };
+        assert_eq!(names(&bob), ids(&[mine, shared, public]));
+        assert_eq!(names(&alice), ids(&[shared, seen_only, private, public]));
+        assert_eq!(names(&servable(&bob)), Vec::<String>::new());
+        assert_eq!(names(&admin()), ids(&all[..5]));
+    }
+}

@@ -193,3 +193,301 @@ impl LogHub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::store::{decode, put_record};
+    use std::time::Duration;
+
+    /// Owners of logs for the tests: a cursor per id, in a table of their own.
+    const OWNERS: TableDefinition<u128, &[u8]> = TableDefinition::new("test_log_owners");
+
+    struct Owner;
+
+    impl LogOwner for Owner {
+        const LIMIT_KEY: &'static str = "test.max_log_lines";
+
+        fn load_cursor(txn: &WriteTransaction, id: Id) -> Result<Option<LogCursor>> {
+            let table = txn.open_table(OWNERS)?;
+            let cursor = table.get(id.0)?.map(|v| decode(v.value())).transpose()?;
+            Ok(cursor)
+        }
+
+        fn save_cursor(txn: &WriteTransaction, id: Id, cursor: &LogCursor) -> Result<()> {
+            Ok(put_record(txn, OWNERS, id, cursor)?)
+        }
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        store: Store,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        World { _dir: dir, store }
+    }
+
+    impl World {
+        /// A new owner with an empty cursor.
+        fn owner(&self) -> Id {
+            let id = Id::new();
+            let txn = self.store.write().unwrap();
+            Owner::save_cursor(&txn, id, &LogCursor::default()).unwrap();
+            txn.commit().unwrap();
+            id
+        }
+
+        fn cursor(&self, id: Id) -> Option<LogCursor> {
+            let txn = self.store.write().unwrap();
+            Owner::load_cursor(&txn, id).unwrap()
+        }
+
+        fn store(&self, id: Id, lines: &[(&str, &str)], max_lines: u64) {
+            let batch = Batch {
+                lines: lines
+                    .iter()
+                    .map(|(ts, text)| (ts.to_string(), text.to_string()))
+                    .collect(),
+            };
+            store_batch::<Owner>(&self.store, id, batch, max_lines, false).unwrap();
+        }
+
+        fn texts(&self, id: Id, after: u64, limit: usize) -> Vec<(u64, String)> {
+            read_logs(&self.store, id, after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|l| {
+                    assert_eq!(l.job, id);
+                    (l.id, l.logline)
+                })
+                .collect()
+        }
+    }
+
+    fn numbered(lines: &[&str], first: u64) -> Vec<(u64, String)> {
+        (first..).zip(lines.iter().map(|s| s.to_string())).collect()
+    }
+
+    #[test]
+    fn lines_are_read_back_in_order_with_ids_from_one() {
+        let w = world();
+        let job = w.owner();
+        assert!(w.texts(job, 0, usize::MAX).is_empty());
+        w.store(job, &[("t1", "a"), ("t2", "b"), ("t3", "c")], 100);
+        w.store(job, &[("t4", "d"), ("t5", "e")], 100);
+        assert_eq!(
+            w.texts(job, 0, usize::MAX),
+            numbered(&["a", "b", "c", "d", "e"], 1)
+        );
+        assert_eq!(w.texts(job, 3, usize::MAX), numbered(&["d", "e"], 4));
+        assert_eq!(w.texts(job, 5, usize::MAX), vec![]);
+        assert_eq!(w.texts(job, u64::MAX, usize::MAX), vec![]);
+        assert_eq!(w.texts(job, 0, 2), numbered(&["a", "b"], 1));
+        assert_eq!(w.texts(job, 2, 2), numbered(&["c", "d"], 3));
+        assert_eq!(w.texts(job, 4, 2), numbered(&["e"], 5));
+
+        let cursor = w.cursor(job).unwrap();
+        assert_eq!(cursor.seq, 5);
+        assert_eq!(cursor.read, 5);
+        assert!(!cursor.truncated);
+    }
+
+    #[test]
+    fn the_cursor_counts_lines_sharing_the_last_timestamp() {
+        let w = world();
+        let job = w.owner();
+        w.store(job, &[("t1", "a"), ("t2", "b"), ("t2", "c")], 100);
+        let cursor = w.cursor(job).unwrap();
+        assert_eq!(cursor.ts.as_deref(), Some("t2"));
+        assert_eq!(cursor.ts_count, 2);
+        // The count carries over batches, and restarts with a new timestamp.
+        w.store(job, &[("t2", "d")], 100);
+        assert_eq!(w.cursor(job).unwrap().ts_count, 3);
+        w.store(job, &[("t3", "e")], 100);
+        let cursor = w.cursor(job).unwrap();
+        assert_eq!((cursor.ts.as_deref(), cursor.ts_count), (Some("t3"), 1));
+    }
+
+    #[test]
+    fn beyond_the_cap_one_marker_is_stored_and_the_rest_only_counted() {
+        let w = world();
+        let job = w.owner();
+        w.store(
+            job,
+            &[
+                ("t1", "a"),
+                ("t2", "b"),
+                ("t3", "c"),
+                ("t4", "d"),
+                ("t5", "e"),
+            ],
+            3,
+        );
+        let lines = w.texts(job, 0, usize::MAX);
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[..3], numbered(&["a", "b", "c"], 1));
+        let (id, marker) = &lines[3];
+        assert_eq!(*id, 4);
+        assert!(marker.starts_with("[dtaas] "), "{marker}");
+        assert!(marker.contains("3 lines"), "{marker}");
+        assert!(marker.contains(Owner::LIMIT_KEY), "{marker}");
+
+        let cursor = w.cursor(job).unwrap();
+        assert!(cursor.truncated);
+        assert_eq!(cursor.seq, 4);
+        assert_eq!(cursor.read, 5);
+        assert_eq!(
+            cursor.ts.as_deref(),
+            Some("t5"),
+            "skipped lines still move the cursor"
+        );
+
+        // Later batches store nothing, not even another marker.
+        w.store(job, &[("t6", "f"), ("t7", "g")], 3);
+        assert_eq!(w.texts(job, 0, usize::MAX), lines);
+        let cursor = w.cursor(job).unwrap();
+        assert_eq!((cursor.seq, cursor.read), (4, 7));
+    }
+
+    #[test]
+    fn the_cap_is_reached_across_batches() {
+        let w = world();
+        let job = w.owner();
+        w.store(job, &[("t1", "a"), ("t2", "b")], 2);
+        assert!(!w.cursor(job).unwrap().truncated, "exactly at the cap");
+        w.store(job, &[("t3", "c")], 2);
+        let lines = w.texts(job, 0, usize::MAX);
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].1.contains(Owner::LIMIT_KEY));
+        assert!(w.cursor(job).unwrap().truncated);
+    }
+
+    #[test]
+    fn lines_of_an_owner_that_is_gone_are_dropped() {
+        let w = world();
+        let gone = Id::new();
+        store_batch::<Owner>(
+            &w.store,
+            gone,
+            Batch {
+                lines: vec![("t1".into(), "a".into())],
+            },
+            100,
+            true,
+        )
+        .unwrap();
+        append_note::<Owner>(&w.store, gone, "note").unwrap();
+        assert!(w.texts(gone, 0, usize::MAX).is_empty());
+        assert!(w.cursor(gone).is_none());
+    }
+
+    #[test]
+    fn notes_are_prefixed_and_take_the_next_id() {
+        let w = world();
+        let job = w.owner();
+        append_note::<Owner>(&w.store, job, "cannot start: no such image").unwrap();
+        w.store(job, &[("t1", "a")], 100);
+        append_note::<Owner>(&w.store, job, "exited with 1").unwrap();
+        assert_eq!(
+            w.texts(job, 0, usize::MAX),
+            numbered(
+                &[
+                    "[dtaas] cannot start: no such image",
+                    "a",
+                    "[dtaas] exited with 1"
+                ],
+                1
+            )
+        );
+        let cursor = w.cursor(job).unwrap();
+        assert_eq!(cursor.seq, 3);
+        assert_eq!(cursor.read, 1, "notes are not lines read from the engine");
+    }
+
+    #[test]
+    fn deleting_logs_removes_one_owners_lines_only() {
+        let w = world();
+        let doomed = w.owner();
+        let kept = w.owner();
+        // More lines than one removal chunk.
+        let many: Vec<(String, String)> = (0..10_050)
+            .map(|i| (format!("t{i}"), format!("line {i}")))
+            .collect();
+        store_batch::<Owner>(&w.store, doomed, Batch { lines: many }, u64::MAX, false).unwrap();
+        w.store(kept, &[("t1", "a"), ("t2", "b")], 100);
+        assert_eq!(w.texts(doomed, 0, usize::MAX).len(), 10_050);
+
+        let txn = w.store.write().unwrap();
+        delete_logs(&txn, doomed).unwrap();
+        txn.commit().unwrap();
+        assert!(w.texts(doomed, 0, usize::MAX).is_empty());
+        assert_eq!(w.texts(kept, 0, usize::MAX), numbered(&["a", "b"], 1));
+
+        // Deleting what is not there is no error.
+        let txn = w.store.write().unwrap();
+        delete_logs(&txn, doomed).unwrap();
+        delete_logs(&txn, Id::new()).unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_hub_wakes_the_followers_of_one_log() {
+        let hub = LogHub::default();
+        let (a, b) = (Id::new(), Id::new());
+        let notify_a = hub.subscribe(a);
+        assert!(
+            Arc::ptr_eq(&notify_a, &hub.subscribe(a)),
+            "one waker per log"
+        );
+        let notify_b = hub.subscribe(b);
+
+        let woken_a = notify_a.notified();
+        let woken_b = notify_b.notified();
+        tokio::pin!(woken_a, woken_b);
+        woken_a.as_mut().enable();
+        woken_b.as_mut().enable();
+
+        hub.notify(a);
+        tokio::time::timeout(Duration::from_secs(5), woken_a)
+            .await
+            .expect("the follower of a is woken");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), woken_b.as_mut())
+                .await
+                .is_err(),
+            "the follower of b sleeps on"
+        );
+
+        // Forgetting a log wakes its followers, and a later subscriber gets a new waker.
+        hub.forget(b);
+        tokio::time::timeout(Duration::from_secs(5), woken_b)
+            .await
+            .expect("forget wakes the follower of b");
+        assert!(!Arc::ptr_eq(&notify_b, &hub.subscribe(b)));
+        hub.notify(Id::new()); // nobody listens: nothing happens
+    }
+
+    #[tokio::test]
+    async fn a_follower_in_another_task_is_woken() {
+        let hub = Arc::new(LogHub::default());
+        let job = Id::new();
+        let notify = hub.subscribe(job);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let follower = tokio::spawn(async move {
+            let woken = notify.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            ready_tx.send(()).unwrap();
+            woken.await;
+        });
+        ready_rx.await.unwrap();
+        hub.notify(job);
+        tokio::time::timeout(Duration::from_secs(5), follower)
+            .await
+            .expect("woken")
+            .unwrap();
+    }
+}

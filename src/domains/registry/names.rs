@@ -111,3 +111,158 @@ pub fn sanitize_component(s: &str) -> String {
     let out = out.trim_end_matches('-').to_owned();
     if out.is_empty() { "x".to_owned() } else { out }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_distribution_grammar() {
+        for good in [
+            "a",
+            "0",
+            "ubuntu",
+            "library/ubuntu",
+            "alice/my-app/v2",
+            "a.b",
+            "a_b",
+            "a__b",
+            "a-b",
+            "a---b",
+            "a1.b2-c3__d4",
+            "x/y.z/a--b/c_d",
+        ] {
+            assert!(valid_name(good), "{good:?} should be valid");
+            assert!(check_name(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "A",
+            "Alice/app",
+            "a___b",
+            "a..b",
+            "a._b",
+            "a_-b",
+            "-a",
+            "a-",
+            ".a",
+            "a.",
+            "_a",
+            "a_",
+            "a/",
+            "/a",
+            "a//b",
+            "a/-b",
+            "a b",
+            "a:b",
+            "a@b",
+            "a+b",
+            "é",
+        ] {
+            assert!(!valid_name(bad), "{bad:?} should be invalid");
+            let err = check_name(bad).unwrap_err();
+            assert_eq!(err.code, Code::NameInvalid);
+            assert_eq!(err.detail, Some(serde_json::json!({ "name": bad })));
+        }
+    }
+
+    #[test]
+    fn names_are_at_most_255_bytes() {
+        assert!(valid_name(&"a".repeat(255)));
+        assert!(!valid_name(&"a".repeat(256)));
+        // The limit counts the whole path, separators included.
+        let path = ["abc"; 64].join("/"); // 64 * 3 + 63 = 255
+        assert_eq!(path.len(), 255);
+        assert!(valid_name(&path));
+        assert!(!valid_name(&format!("{path}a")));
+    }
+
+    #[test]
+    fn tags_follow_the_distribution_grammar() {
+        for good in ["latest", "v1.0", "_x", "A-b_c.d", "1", "0190b1f3c4d27a8e"] {
+            assert!(valid_tag(good), "{good:?} should be valid");
+        }
+        assert!(valid_tag(&"a".repeat(128)));
+        assert!(!valid_tag(&"a".repeat(129)));
+        for bad in ["", ".x", "-x", "a:b", "a/b", "a+b", "a b", "é"] {
+            assert!(!valid_tag(bad), "{bad:?} should be invalid");
+        }
+    }
+
+    fn hex64(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    #[test]
+    fn digests_are_sha256_with_64_lowercase_hex_digits() {
+        assert!(valid_digest(&format!("sha256:{}", hex64('a'))));
+        assert!(valid_digest(&format!(
+            "sha256:{}",
+            "0123456789abcdef".repeat(4)
+        )));
+        for bad in [
+            String::new(),
+            hex64('a'),
+            format!("sha256:{}", hex64('A')),
+            format!("sha256:{}", &hex64('a')[..63]),
+            format!("sha256:{}a", hex64('a')),
+            format!("sha256:{}", hex64('g')),
+            format!("sha512:{}", hex64('a')),
+            format!("SHA256:{}", hex64('a')),
+            format!("sha256 {}", hex64('a')),
+        ] {
+            assert!(!valid_digest(&bad), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn malformed_digests_are_digest_invalid_whatever_their_form() {
+        assert!(check_digest(&format!("sha256:{}", hex64('0'))).is_ok());
+        let err = check_digest("sha512:abcd").unwrap_err();
+        assert_eq!(err.code, Code::DigestInvalid);
+        assert_eq!(err.code.as_str(), "DIGEST_INVALID");
+        assert!(err.message.contains("malformed"), "{}", err.message);
+        assert_eq!(
+            err.detail,
+            Some(serde_json::json!({ "digest": "sha512:abcd" }))
+        );
+        let err = check_digest("abcd").unwrap_err();
+        assert_eq!(err.code, Code::DigestInvalid);
+        assert_eq!(err.detail, Some(serde_json::json!({ "digest": "abcd" })));
+    }
+
+    #[test]
+    fn digest_of_is_the_sha256_of_the_bytes() {
+        assert_eq!(
+            digest_of(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            digest_of(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(valid_digest(&digest_of(b"anything")));
+    }
+
+    #[test]
+    fn free_text_becomes_a_valid_name_component() {
+        for (input, want) in [
+            ("alice", "alice"),
+            ("Alice", "alice"),
+            ("John Smith", "john-smith"),
+            ("a..b__c", "a-b-c"),
+            ("--x--", "x"),
+            ("a  -  b", "a-b"),
+            ("user@example.org", "user-example-org"),
+            ("Ünïcode", "n-code"),
+            ("", "x"),
+            ("!!!", "x"),
+            ("R2D2", "r2d2"),
+        ] {
+            let got = sanitize_component(input);
+            assert_eq!(got, want, "{input:?}");
+            assert!(valid_name(&got), "{input:?} -> {got:?}");
+            assert!(!got.contains('/'));
+        }
+    }
+}
