@@ -54,7 +54,9 @@ say "cargo fmt --check"
 cargo fmt --all -- --check || die "code is not formatted: run cargo fmt"
 say "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings || die "clippy found problems"
-say "cargo test"
+say "unit tests (pure logic and the layering rule: no Docker, no server)"
+cargo test --locked --lib
+say "integration tests (the real server, the real engine)"
 # Most tests wait on the engine, not the CPU: run more of them than there are cores.
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 cargo test --locked --test integration "$@"

@@ -563,3 +563,120 @@ async fn unknown_routes_are_404_in_each_dialect() {
     assert_eq!(r.status(), 404);
     assert_eq!(v1_error(&json_of(r).await).0, "not_found");
 }
+
+/// What each face that takes a password answers: kabuto's `POST /login`, the app proxy's
+/// sign-in page on an app host (`/.dtaas/login`), and the registry's Basic credentials.
+async fn password_answers(server: &TestServer, login: &str) -> Vec<(&'static str, u16, String)> {
+    let mut out = Vec::new();
+    let r = server
+        .client()
+        .post(server.url("/login"))
+        .form(&[("login", login), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = json_of(r).await;
+    out.push((
+        "kabuto /login",
+        status,
+        body["error"].as_str().unwrap_or("").to_owned(),
+    ));
+
+    let host = format!("{}.localhost", dtaas::core::id::Id::new());
+    let app_host = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&host, server.addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = app_host
+        .post(format!("http://{host}:{}/.dtaas/login", server.addr.port()))
+        .form(&[("login", login), ("password", PASSWORD), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    out.push(("proxy sign-in", status, message));
+
+    let r = server
+        .client()
+        .get(server.url("/v2/"))
+        .basic_auth(login, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = json_of(r).await;
+    let error = &body["errors"][0];
+    let message = format!(
+        "{}: {}",
+        error["code"].as_str().unwrap_or(""),
+        error["message"].as_str().unwrap_or("")
+    );
+    out.push(("registry Basic", status, message));
+    out
+}
+
+/// The one password-login sequence: an account not confirmed yet, then a disabled one, gets
+/// the same answer (403, saying why) from every face that takes a password; in between, the
+/// same password works on all three.
+#[tokio::test]
+async fn unconfirmed_and_disabled_accounts_get_one_answer_on_every_face() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let login = unique("one");
+    let r = c
+        .post(server.url("/register"))
+        .form(&[
+            ("login", login.as_str()),
+            ("password", PASSWORD),
+            ("email", &format!("{login}@example.org")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let token = json_of(r).await["token"].as_str().unwrap().to_owned();
+
+    for (face, status, message) in password_answers(&server, &login).await {
+        assert_eq!(status, 403, "{face}: {message}");
+        assert!(message.contains("not confirmed yet"), "{face}: {message}");
+    }
+    let r = c
+        .get(server.url(&format!("/register/confirm/{login}/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let answers = password_answers(&server, &login).await;
+    assert_eq!(answers[0].1, 200, "{answers:?}");
+    assert_eq!(
+        answers[1].1, 303,
+        "the sign-in page sends the browser on: {answers:?}"
+    );
+    assert_eq!(answers[2].1, 200, "{answers:?}");
+
+    let dir = server.data_dir();
+    let out = dtaas_cli(
+        &[
+            "admin",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "disable-user",
+            &login,
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    for (face, status, message) in password_answers(&server, &login).await {
+        assert_eq!(status, 403, "{face}: {message}");
+        assert!(message.contains("disabled"), "{face}: {message}");
+    }
+}
