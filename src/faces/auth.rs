@@ -129,10 +129,13 @@ pub async fn resolve(app: &App, credential: Credential, addr: IpAddr) -> Result<
             principal_of(app, principal)
         }
         Credential::Password { login, password } => {
+            if let Some(user) = app.logins.remembered(&app.store, &login, &password)? {
+                return accounts::user_principal(&user);
+            }
             let user = app
                 .blocking(move |app| {
                     app.logins
-                        .login_remembered(&app.store, addr, &login, &password, app.now())
+                        .login_remembering(&app.store, addr, &login, &password, app.now())
                 })
                 .await?;
             accounts::user_principal(&user)

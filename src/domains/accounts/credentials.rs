@@ -10,7 +10,7 @@
 //!    disabled, is refused with 403 and a message saying which.
 //!
 //! `docker login` sends Basic credentials with every registry request, so a success through
-//! [`PasswordLogins::login_remembered`] is remembered for a few minutes, keyed by the SHA-256 of
+//! [`PasswordLogins::login_remembering`] is remembered for a few minutes, keyed by the SHA-256 of
 //! the credential and checked against the account's current password hash (a reset ends it):
 //! later requests cost a hash lookup, not argon2.
 
@@ -27,6 +27,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const REMEMBER: Duration = Duration::from_secs(300);
+
+/// What a remembered credential is found by: the SHA-256 of login and password.
+fn remember_key(login: &str, password: &str) -> [u8; 32] {
+    secret_hash(&format!("{login}\u{0}{password}"))
+}
 const MAX_REMEMBERED: usize = 10_000;
 
 /// Password logins: the failed-login limiter and the remembered Basic credentials.
@@ -80,9 +85,27 @@ impl PasswordLogins {
         Ok(user)
     }
 
-    /// [`PasswordLogins::login`], answered from memory for a credential that succeeded in the
-    /// last few minutes (and whose account still has that password and is still enabled).
-    pub fn login_remembered(
+    /// The account of a credential that succeeded in the last few minutes, if it still has
+    /// that password (and is still enabled): a hash lookup, cheap enough for the async
+    /// threads. `None` when the credential must go through [`PasswordLogins::login_remembering`].
+    pub fn remembered(&self, store: &Store, login: &str, password: &str) -> Result<Option<User>> {
+        let Some((id, hash)) = self.recall(&remember_key(login, password)) else {
+            return Ok(None);
+        };
+        match get_user(store, id)? {
+            Some(user) if user.password_hash == hash => {
+                if user.disabled {
+                    return Err(Error::forbidden("this account is disabled"));
+                }
+                Ok(Some(user))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// [`PasswordLogins::login`], remembering a success for a few minutes. CPU-heavy: call
+    /// from a blocking thread.
+    pub fn login_remembering(
         &self,
         store: &Store,
         addr: IpAddr,
@@ -90,18 +113,12 @@ impl PasswordLogins {
         password: &str,
         now: Timestamp,
     ) -> Result<User> {
-        let key = secret_hash(&format!("{login}\u{0}{password}"));
-        if let Some((id, hash)) = self.recall(&key)
-            && let Some(user) = get_user(store, id)?
-            && user.password_hash == hash
-        {
-            if user.disabled {
-                return Err(Error::forbidden("this account is disabled"));
-            }
-            return Ok(user);
-        }
         let user = self.login(store, addr, login, password, now)?;
-        self.remember(key, user.id, user.password_hash.clone());
+        self.remember(
+            remember_key(login, password),
+            user.id,
+            user.password_hash.clone(),
+        );
         Ok(user)
     }
 
