@@ -32,6 +32,75 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub registry: RegistryConfig,
     pub servables: ServablesConfig,
+    pub containers: ContainersConfig,
+    pub logs: LogsConfig,
+    pub registration_limit: RegistrationLimitConfig,
+}
+
+/// What every job and servable container gets, whatever its image asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainersConfig {
+    /// The Linux capabilities job and servable containers keep; every other one is dropped
+    /// (`cap_drop: ALL`). The default keeps what ordinary images need to run as root and to
+    /// drop to another user: no raw sockets, no device nodes, no file capabilities.
+    pub capabilities: Vec<String>,
+}
+
+impl Default for ContainersConfig {
+    fn default() -> Self {
+        ContainersConfig {
+            capabilities: [
+                "CHOWN",
+                "DAC_OVERRIDE",
+                "FOWNER",
+                "SETUID",
+                "SETGID",
+                "KILL",
+                "NET_BIND_SERVICE",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    }
+}
+
+/// Bounds on what container output the appliance keeps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// A longer line is cut here (at a character boundary) and marked as cut.
+    pub max_line_bytes: u64,
+    /// Bytes of output kept per job run or instance; past this a marker line says the rest was
+    /// dropped (alongside the line caps `jobs.max_log_lines`, `servables.max_log_lines`).
+    pub max_bytes_per_run: u64,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            max_line_bytes: 8 * 1024,
+            max_bytes_per_run: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Registrations allowed per client address (each costs an argon2 hash).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationLimitConfig {
+    /// Registrations allowed per client address within `window_secs`.
+    pub per_address: u32,
+    pub window_secs: u64,
+}
+
+impl Default for RegistrationLimitConfig {
+    fn default() -> Self {
+        RegistrationLimitConfig {
+            per_address: 10,
+            window_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,6 +123,17 @@ pub struct ServablesConfig {
     pub stop_timeout_secs: u32,
     /// Log lines kept per instance.
     pub max_log_lines: u64,
+    /// Each servable gets a network of its own, carved from this pool; containers that may
+    /// reach it (READ or REQUEST on it) join it.
+    pub subnet_pool: String,
+    /// The prefix length of each servable's network within `subnet_pool`.
+    pub subnet_prefix: u8,
+    /// CPU limit, in cores, of a servable that asks for 0 (no limit of its own).
+    pub default_cpus: f64,
+    /// Memory limit, in MiB, of a servable that asks for 0.
+    pub default_memory_mb: u64,
+    /// Process limit of every servable container.
+    pub pids: i64,
 }
 
 impl Default for ServablesConfig {
@@ -66,6 +146,11 @@ impl Default for ServablesConfig {
             volume_check_secs: 30,
             stop_timeout_secs: 10,
             max_log_lines: 100_000,
+            subnet_pool: "10.213.0.0/16".into(),
+            subnet_prefix: 28,
+            default_cpus: 1.0,
+            default_memory_mb: 512,
+            pids: 1024,
         }
     }
 }
@@ -80,6 +165,9 @@ pub struct RegistryConfig {
     pub gc_grace_secs: u64,
     /// Upload sessions unfinished for this long are dropped.
     pub upload_ttl_secs: u64,
+    /// Bytes of blobs a user's repositories may hold, in MiB (uploads beyond it are DENIED);
+    /// 0: no quota.
+    pub quota_mb: u64,
 }
 
 impl Default for RegistryConfig {
@@ -88,6 +176,7 @@ impl Default for RegistryConfig {
             gc_interval_secs: 3600,
             gc_grace_secs: 3600,
             upload_ttl_secs: 24 * 3600,
+            quota_mb: 10 * 1024,
         }
     }
 }
@@ -105,8 +194,12 @@ pub struct JobsConfig {
     pub pids: i64,
     /// Log lines kept per job run; past this a marker line says the rest was dropped.
     pub max_log_lines: u64,
-    /// Docker network of job containers: `bridge` (default) or `none`.
+    /// Docker network of job containers: `none` (default: a job reaches nothing, neither
+    /// servables nor the appliance), or `bridge` to let jobs reach the outside.
     pub network: String,
+    /// The largest result (the outbox's files, uncompressed), in MiB; a job whose outbox holds
+    /// more fails with a message saying so.
+    pub max_result_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,6 +213,16 @@ pub struct ImagesConfig {
     pub allow_local_repos: bool,
     /// How long cloning a repository may take.
     pub clone_timeout_secs: u64,
+    /// Docker network of a build's `RUN` steps: `none` (default: no network), or `bridge`.
+    pub build_network: String,
+    /// Networks (CIDRs) that builds may reach although they are loopback, link-local, private
+    /// or the host's own addresses (refused by default, e.g. `["10.1.2.3/32"]` for a git server
+    /// inside the organisation).
+    pub allowed_networks: Vec<String>,
+    /// Memory limit of a build, in MiB.
+    pub build_memory_mb: u64,
+    /// CPU limit of a build, in cores.
+    pub build_cpus: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -139,7 +242,8 @@ impl Default for JobsConfig {
             memory_mb: 1024,
             pids: 1024,
             max_log_lines: 1_000_000,
-            network: "bridge".into(),
+            network: "none".into(),
+            max_result_mb: 1024,
         }
     }
 }
@@ -150,6 +254,10 @@ impl Default for ImagesConfig {
             max_parallel_builds: 2,
             allow_local_repos: false,
             clone_timeout_secs: 600,
+            build_network: "none".into(),
+            allowed_networks: Vec::new(),
+            build_memory_mb: 2048,
+            build_cpus: 1.0,
         }
     }
 }
@@ -251,6 +359,9 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             registry: RegistryConfig::default(),
             servables: ServablesConfig::default(),
+            containers: ContainersConfig::default(),
+            logs: LogsConfig::default(),
+            registration_limit: RegistrationLimitConfig::default(),
         }
     }
 }
@@ -423,6 +534,24 @@ impl Config {
                 self.log.level
             )));
         }
+        for cidr in &self.images.allowed_networks {
+            if parse_cidr(cidr).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "images.allowed_networks: {cidr:?} is not a network (e.g. 10.1.2.0/24)"
+                )));
+            }
+        }
+        match parse_cidr(&self.servables.subnet_pool) {
+            Some((std::net::IpAddr::V4(_), pool))
+                if pool <= self.servables.subnet_prefix && self.servables.subnet_prefix <= 29 => {}
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "servables.subnet_pool {:?} must be an IPv4 network holding networks of \
+                     servables.subnet_prefix /{} (at most /29)",
+                    self.servables.subnet_pool, self.servables.subnet_prefix
+                )));
+            }
+        }
         if !(self.docker.host.starts_with("unix://")
             || self.docker.host.starts_with("tcp://")
             || self.docker.host.starts_with("http://"))
@@ -439,6 +568,21 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// `10.0.0.0/8` -> (address, prefix length); a bare address is a /32 (or /128).
+pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, prefix) = match text.trim().split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text.trim(), None),
+    };
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
+        None => max,
+    };
+    Some((addr, prefix))
 }
 
 /// `log.level` -> `DTAAS_LOG_LEVEL`.
@@ -507,6 +651,14 @@ fn typed_value(raw: &str, default: &toml::Value) -> Result<toml::Value, String> 
             .parse::<f64>()
             .map(toml::Value::Float)
             .map_err(|_| format!("expected a number, got {raw:?}")),
+        // A list of strings: comma-separated (empty: no items).
+        toml::Value::Array(_) => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        )),
         _ => Ok(toml::Value::String(raw.to_owned())),
     }
 }
@@ -594,7 +746,7 @@ mod tests {
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.log.level, "info");
         assert_eq!(c.jobs.memory_mb, 64);
-        assert_eq!(c.jobs.network, "bridge");
+        assert_eq!(c.jobs.network, "none");
         assert_eq!(c.jobs.pids, JobsConfig::default().pids);
     }
 
@@ -715,12 +867,46 @@ mod tests {
             .map(|(k, v)| {
                 let raw = match v {
                     toml::Value::String(s) => s.clone(),
+                    // Lists are comma-separated in the environment.
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     other => other.to_string(),
                 };
                 (env_name(k), raw)
             })
             .collect();
         assert_eq!(Config::load(None, vars, vec![]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn lists_are_comma_separated_in_the_environment_and_networks_are_checked() {
+        let c = Config::load(
+            None,
+            env(&[("DTAAS_IMAGES_ALLOWED_NETWORKS", "10.1.2.0/24, 192.0.2.7")]),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.images.allowed_networks, ["10.1.2.0/24", "192.0.2.7"]);
+        let err = Config::load(
+            None,
+            env(&[("DTAAS_IMAGES_ALLOWED_NETWORKS", "10.1.2.0/33")]),
+            vec![],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("10.1.2.0/33"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("DTAAS_SERVABLES_SUBNET_PREFIX", "30")]),
+            vec![],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("subnet_pool"), "{err}");
+        assert_eq!(parse_cidr("10.0.0.0/8"), Some(("10.0.0.0".parse().unwrap(), 8)));
+        assert_eq!(parse_cidr("::1"), Some(("::1".parse().unwrap(), 128)));
+        assert_eq!(parse_cidr("nope/8"), None);
     }
 
     #[test]
