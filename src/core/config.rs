@@ -904,7 +904,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("subnet_pool"), "{err}");
-        assert_eq!(parse_cidr("10.0.0.0/8"), Some(("10.0.0.0".parse().unwrap(), 8)));
+        assert_eq!(
+            parse_cidr("10.0.0.0/8"),
+            Some(("10.0.0.0".parse().unwrap(), 8))
+        );
         assert_eq!(parse_cidr("::1"), Some(("::1".parse().unwrap(), 128)));
         assert_eq!(parse_cidr("nope/8"), None);
     }

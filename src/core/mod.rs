@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod id;
+pub mod names;
 pub mod secrets;
 pub mod store;
 pub mod tasks;

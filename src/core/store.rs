@@ -81,10 +81,14 @@ pub type TableInit = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// Opens (creating if needed) the database in `data_dir`, with the tables `tables` create.
 pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+    let dir_error = |source| StoreError::DataDir {
         dir: data_dir.to_owned(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(data_dir).map_err(dir_error)?;
+    // The database holds password hashes; what jobs and servables leave in the directory must
+    // not be reachable by other local users: the directory is the server's alone.
+    keep_private(data_dir, 0o700).map_err(dir_error)?;
     let path = data_dir.join(DB_FILE);
     let db = match Database::create(&path) {
         Ok(db) => db,
@@ -95,6 +99,7 @@ pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> 
         }
         Err(e) => return Err(e.into()),
     };
+    keep_private(&path, 0o600).map_err(dir_error)?;
     let store = Store {
         db: Arc::new(db),
         dir: data_dir.to_owned(),
@@ -125,6 +130,21 @@ pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> 
     }
     txn.commit()?;
     Ok(store)
+}
+
+/// Takes group and other permissions off a path that has them (a directory or database made
+/// before this rule, or by hand).
+fn keep_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if current & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            "taking group and other permissions off ({current:o} -> {mode:o})"
+        );
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 impl Store {

@@ -558,8 +558,8 @@ where
         .map_err(as_any_object)
 }
 
-/// `caller` (holding MANAGE on `object`) grants `caps` on it to `principal`; what the
-/// principal held stays. The check and the grant are one transaction.
+/// `caller` (holding MANAGE and every capability of `caps` on `object`) grants `caps` on it to
+/// `principal`; what the principal held stays. The check and the grant are one transaction.
 pub fn grant_by(
     store: &Store,
     caller: &Principal,
@@ -568,13 +568,14 @@ pub fn grant_by(
     caps: Caps,
 ) -> Result<ObjectMeta> {
     let txn = store.write()?;
-    let meta = manage_check(&Acl::write(&txn)?, caller, object)?;
+    let meta = held_check(&Acl::write(&txn)?, caller, object, caps, "grant")?;
     grant(&txn, object, principal, caps)?;
     txn.commit()?;
     Ok(meta)
 }
 
-/// `caller` (holding MANAGE on `object`) takes `caps` on it away from `principal`.
+/// `caller` (holding MANAGE and every capability of `caps` on `object`) takes `caps` on it away
+/// from `principal`.
 pub fn revoke_by(
     store: &Store,
     caller: &Principal,
@@ -583,10 +584,44 @@ pub fn revoke_by(
     caps: Caps,
 ) -> Result<ObjectMeta> {
     let txn = store.write()?;
-    let meta = manage_check(&Acl::write(&txn)?, caller, object)?;
+    let meta = held_check(&Acl::write(&txn)?, caller, object, caps, "take away")?;
     revoke(&txn, object, principal, caps)?;
     txn.commit()?;
     Ok(meta)
+}
+
+/// MANAGE on the object, and every capability in `caps` held by the caller itself: a principal
+/// grants (and takes away) only what it holds. Owners and admins hold everything.
+fn held_check<O, G>(
+    acl: &Acl<O, G>,
+    caller: &Principal,
+    object: Id,
+    caps: Caps,
+    what: &str,
+) -> Result<ObjectMeta>
+where
+    O: ReadableTable<u128, &'static [u8]>,
+    G: ReadableTable<(u128, u128), u8>,
+{
+    let meta = manage_check(acl, caller, object)?;
+    let lacking = Caps(caps.0 & !acl.caps(caller, &meta)?.0);
+    if !lacking.is_empty() {
+        let names: Vec<&str> = lacking.list().into_iter().map(Capability::as_str).collect();
+        return Err(Error::Forbidden(format!(
+            "you can {what} only capabilities you hold yourself; you lack {} on this object",
+            names.join(", ")
+        )));
+    }
+    Ok(meta)
+}
+
+/// What a caller holding MANAGE on `object` can take away from others when it names no
+/// capability: everything it holds itself.
+pub fn revocable(store: &Store, caller: &Principal, object: Id) -> Result<Caps> {
+    let txn = store.read()?;
+    let acl = Acl::read(&txn)?;
+    let meta = manage_check(&acl, caller, object)?;
+    acl.caps(caller, &meta)
 }
 
 /// The records of a table keyed by object id that `principal` may READ, in id order (oldest

@@ -15,6 +15,8 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub mod repo;
+
 const IMAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("images");
 const BUILDS: TableDefinition<u128, &[u8]> = TableDefinition::new("builds");
 
@@ -113,9 +115,9 @@ fn validate_request(req: &BuildRequest) -> Result<()> {
     }
     match (&req.repo_url, &req.dockerfile) {
         (Some(url), _) => {
-            if url.trim().is_empty() || url.starts_with('-') {
-                return Err(Error::bad_request("repo_url is not a repository address"));
-            }
+            // Only the accepted forms; whether a local path is allowed and where the host
+            // leads are the builder's checks (they need the configuration and the network).
+            repo::parse_repo_url(url).map_err(Error::bad_request)?;
         }
         (None, Some(d)) if !d.trim().is_empty() => {}
         _ => {
@@ -147,7 +149,8 @@ fn write_context(data_dir: &Path, image: Id, req: &BuildRequest, replace: bool) 
     for (name, staged) in &req.attachments {
         crate::core::fs::move_file(staged, &dir.join(name)).map_err(io)?;
     }
-    Ok(())
+    // What the Dockerfile copies keeps its mode in the image: readable by any user there.
+    crate::core::fs::open_for_containers(&dir).map_err(io)
 }
 
 /// Registers a new image and its first build; the caller starts the build.

@@ -6,8 +6,16 @@
 //! [`LogOwner`]) records how far the engine's log has been stored (the timestamp of the last
 //! line, and how many lines had that timestamp), in the same transaction as the lines, so that
 //! after a crash the follower (`engine::logs`) resumes exactly where the database stops.
-//! [`LogHub`] wakes live followers when lines arrive.
+//! [`LogHub`] wakes live followers when lines arrive, and holds the bounds on what is kept
+//! (`logs.max_line_bytes`, `logs.max_bytes_per_run`).
+//!
+//! What a container may make the appliance keep is bounded three ways: a line longer than
+//! `logs.max_line_bytes` is cut ([`cut_line`], the follower does it as the line arrives), and
+//! a run's lines stop being kept past the owner's line cap (`jobs.max_log_lines`,
+//! `servables.max_log_lines`) or past `logs.max_bytes_per_run` bytes; either cap leaves one
+//! marker line and the rest is only counted.
 
+use crate::core::config::LogsConfig;
 use crate::core::error::Result;
 use crate::core::id::Id;
 use crate::core::store::{Store, StoreError};
@@ -44,8 +52,12 @@ pub struct LogCursor {
     pub ts_count: u32,
     /// Lines read from the engine, stored or not.
     pub read: u64,
-    /// The per-job line cap was reached.
+    /// A cap (the line cap or the byte cap) was reached and its marker stored; nothing more
+    /// is kept.
     pub truncated: bool,
+    /// Bytes of the lines read from the engine (as kept: after cutting), stored or not.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,23 +104,108 @@ pub fn delete_logs(txn: &WriteTransaction, job: Id) -> Result<()> {
     }
 }
 
+/// One line read from the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// The engine's timestamp (of the last message the line was made of).
+    pub ts: String,
+    pub text: String,
+    /// How many of the engine's messages with that timestamp the line was made of (the engine
+    /// splits a long line into messages of 16 KiB, all with the same timestamp): what the
+    /// cursor counts, so that a resumed follower skips exactly those.
+    pub parts: u32,
+}
+
+impl Line {
+    pub fn new(ts: impl Into<String>, text: impl Into<String>) -> Line {
+        Line {
+            ts: ts.into(),
+            text: text.into(),
+            parts: 1,
+        }
+    }
+}
+
 /// Lines read from the engine, waiting to be stored.
 #[derive(Default)]
 pub struct Batch {
-    /// (engine timestamp, text)
-    pub lines: Vec<(String, String)>,
+    pub lines: Vec<Line>,
+    /// Bytes of their texts.
+    pub bytes: usize,
+}
+
+impl Batch {
+    pub fn push(&mut self, line: Line) {
+        self.bytes += line.text.len();
+        self.lines.push(line);
+    }
+}
+
+/// The bounds on what a run's log keeps: its owner's line cap and `logs.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Lines kept (`jobs.max_log_lines`, `servables.max_log_lines`).
+    pub max_lines: u64,
+    /// A longer line is cut (`logs.max_line_bytes`).
+    pub max_line_bytes: usize,
+    /// Bytes kept (`logs.max_bytes_per_run`).
+    pub max_bytes: u64,
+}
+
+impl LogLimits {
+    pub fn new(max_lines: u64, config: &LogsConfig) -> LogLimits {
+        LogLimits {
+            max_lines,
+            max_line_bytes: usize::try_from(config.max_line_bytes).unwrap_or(usize::MAX),
+            max_bytes: config.max_bytes_per_run,
+        }
+    }
+}
+
+/// What ends a line that was cut at `max_bytes` (`logs.max_line_bytes`).
+pub fn cut_marker(max_bytes: usize) -> String {
+    format!(" [dtaas: line cut at {max_bytes} bytes (logs.max_line_bytes)]")
+}
+
+/// A line as it is kept: at most `max_bytes` bytes of it, cut at a character boundary, and
+/// marked when anything was cut (`cut`: bytes were dropped before it got here).
+pub fn cut_line(mut text: String, max_bytes: usize, cut: bool) -> String {
+    if !cut && text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&cut_marker(max_bytes));
+    text
+}
+
+/// The owner's cursor as stored now; `None` when the owner is gone.
+pub fn stored_cursor<O: LogOwner>(store: &Store, id: Id) -> Result<Option<LogCursor>> {
+    // The owners keep their cursors in their own records, read through a write transaction
+    // (`LogOwner`); this one only reads and is dropped (aborted), not committed.
+    let txn = store.write()?;
+    O::load_cursor(&txn, id)
 }
 
 /// Stores a batch of lines and advances the job's cursor, in one transaction (lazy durability:
 /// a crash loses both together, and the follower reads those lines again from the engine).
-/// Beyond `max_lines` a single marker line is stored and the rest only counted.
+/// Beyond `max_lines` lines, or once the lines read add up to more than `max_bytes`, a single
+/// marker line is stored and the rest only counted.
 pub fn store_batch<O: LogOwner>(
     store: &Store,
     job: Id,
     batch: Batch,
-    max_lines: u64,
+    limits: LogLimits,
     durable: bool,
 ) -> Result<()> {
+    let LogLimits {
+        max_lines,
+        max_bytes,
+        ..
+    } = limits;
     let txn = if durable {
         store.write()?
     } else {
@@ -120,27 +217,37 @@ pub fn store_batch<O: LogOwner>(
     {
         let mut table = txn.open_table(LOGS)?;
         let cursor = &mut cursor;
-        for (ts, text) in batch.lines {
+        for Line { ts, text, parts } in batch.lines {
             if cursor.ts.as_deref() == Some(ts.as_str()) {
-                cursor.ts_count += 1;
+                cursor.ts_count = cursor.ts_count.saturating_add(parts);
             } else {
                 cursor.ts = Some(ts);
-                cursor.ts_count = 1;
+                cursor.ts_count = parts;
             }
             cursor.read += 1;
-            if cursor.seq < max_lines {
-                cursor.seq += 1;
-                table.insert((job.0, cursor.seq), text.as_str())?;
-            } else if !cursor.truncated {
-                cursor.truncated = true;
-                cursor.seq += 1;
-                let marker = format!(
+            cursor.bytes = cursor.bytes.saturating_add(text.len() as u64);
+            if cursor.truncated {
+                continue;
+            }
+            let marker = if cursor.bytes > max_bytes {
+                format!(
+                    "[dtaas] this log reached its limit of {max_bytes} bytes \
+                     (logs.max_bytes_per_run); further lines were not kept"
+                )
+            } else if cursor.seq >= max_lines {
+                format!(
                     "[dtaas] this log reached its limit of {max_lines} lines \
                      ({}); further lines were not kept",
                     O::LIMIT_KEY
-                );
-                table.insert((job.0, cursor.seq), marker.as_str())?;
-            }
+                )
+            } else {
+                cursor.seq += 1;
+                table.insert((job.0, cursor.seq), text.as_str())?;
+                continue;
+            };
+            cursor.truncated = true;
+            cursor.seq += 1;
+            table.insert((job.0, cursor.seq), marker.as_str())?;
         }
     }
     O::save_cursor(&txn, job, &cursor)?;
@@ -162,13 +269,27 @@ pub fn append_note<O: LogOwner>(store: &Store, job: Id, text: &str) -> Result<()
     Ok(())
 }
 
-/// Wakes the live followers of a job's log.
+/// Wakes the live followers of a job's log; holds the bounds of `logs.*` every follower
+/// applies.
 #[derive(Default)]
 pub struct LogHub {
     waiters: Mutex<HashMap<Id, Arc<Notify>>>,
+    config: LogsConfig,
 }
 
 impl LogHub {
+    pub fn new(config: &LogsConfig) -> LogHub {
+        LogHub {
+            waiters: Mutex::default(),
+            config: config.clone(),
+        }
+    }
+
+    /// The bounds of a log whose owner keeps at most `max_lines` lines.
+    pub fn limits(&self, max_lines: u64) -> LogLimits {
+        LogLimits::new(max_lines, &self.config)
+    }
+
     pub fn subscribe(&self, job: Id) -> Arc<Notify> {
         self.waiters
             .lock()
@@ -246,13 +367,15 @@ mod tests {
         }
 
         fn store(&self, id: Id, lines: &[(&str, &str)], max_lines: u64) {
-            let batch = Batch {
-                lines: lines
-                    .iter()
-                    .map(|(ts, text)| (ts.to_string(), text.to_string()))
-                    .collect(),
-            };
-            store_batch::<Owner>(&self.store, id, batch, max_lines, false).unwrap();
+            self.store_with(id, lines, lines_only(max_lines));
+        }
+
+        fn store_with(&self, id: Id, lines: &[(&str, &str)], limits: LogLimits) {
+            let mut batch = Batch::default();
+            for (ts, text) in lines {
+                batch.push(Line::new(*ts, *text));
+            }
+            store_batch::<Owner>(&self.store, id, batch, limits, false).unwrap();
         }
 
         fn texts(&self, id: Id, after: u64, limit: usize) -> Vec<(u64, String)> {
@@ -264,6 +387,15 @@ mod tests {
                     (l.id, l.logline)
                 })
                 .collect()
+        }
+    }
+
+    /// Only a line cap.
+    fn lines_only(max_lines: u64) -> LogLimits {
+        LogLimits {
+            max_lines,
+            max_line_bytes: usize::MAX,
+            max_bytes: u64::MAX,
         }
     }
 
@@ -373,9 +505,10 @@ mod tests {
             &w.store,
             gone,
             Batch {
-                lines: vec![("t1".into(), "a".into())],
+                lines: vec![Line::new("t1", "a")],
+                bytes: 1,
             },
-            100,
+            lines_only(100),
             true,
         )
         .unwrap();
@@ -413,10 +546,11 @@ mod tests {
         let doomed = w.owner();
         let kept = w.owner();
         // More lines than one removal chunk.
-        let many: Vec<(String, String)> = (0..10_050)
-            .map(|i| (format!("t{i}"), format!("line {i}")))
-            .collect();
-        store_batch::<Owner>(&w.store, doomed, Batch { lines: many }, u64::MAX, false).unwrap();
+        let mut many = Batch::default();
+        for i in 0..10_050 {
+            many.push(Line::new(format!("t{i}"), format!("line {i}")));
+        }
+        store_batch::<Owner>(&w.store, doomed, many, lines_only(u64::MAX), false).unwrap();
         w.store(kept, &[("t1", "a"), ("t2", "b")], 100);
         assert_eq!(w.texts(doomed, 0, usize::MAX).len(), 10_050);
 
@@ -431,6 +565,144 @@ mod tests {
         delete_logs(&txn, doomed).unwrap();
         delete_logs(&txn, Id::new()).unwrap();
         txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_long_line_is_cut_at_a_character_boundary_and_marked() {
+        assert_eq!(cut_line("short".into(), 8, false), "short");
+        assert_eq!(cut_line("exactly8".into(), 8, false), "exactly8");
+        assert_eq!(
+            cut_line("123456789".into(), 8, false),
+            format!("12345678{}", cut_marker(8))
+        );
+        // Bytes dropped before: marked even when what is left fits.
+        assert_eq!(
+            cut_line("1234".into(), 8, true),
+            format!("1234{}", cut_marker(8))
+        );
+        // "é" is two bytes: a cut inside it keeps the character out.
+        assert_eq!(
+            cut_line("aaaaaaaé".into(), 8, false),
+            format!("aaaaaaa{}", cut_marker(8))
+        );
+        assert_eq!(
+            cut_line("€€€".into(), 7, false),
+            format!("€€{}", cut_marker(7))
+        );
+        let marker = cut_marker(8192);
+        assert!(marker.contains("8192 bytes"), "{marker}");
+        assert!(marker.contains("logs.max_line_bytes"), "{marker}");
+    }
+
+    #[test]
+    fn beyond_the_byte_cap_one_marker_is_stored_and_the_rest_only_counted() {
+        let w = world();
+        let job = w.owner();
+        let limits = LogLimits {
+            max_lines: 100,
+            max_line_bytes: usize::MAX,
+            max_bytes: 10,
+        };
+        // 4 + 4 bytes fit, the third line would make 12.
+        w.store_with(
+            job,
+            &[("t1", "aaaa"), ("t2", "bbbb"), ("t3", "cccc")],
+            limits,
+        );
+        let lines = w.texts(job, 0, usize::MAX);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[..2], numbered(&["aaaa", "bbbb"], 1));
+        let marker = &lines[2].1;
+        assert!(marker.starts_with("[dtaas] "), "{marker}");
+        assert!(marker.contains("10 bytes"), "{marker}");
+        assert!(marker.contains("logs.max_bytes_per_run"), "{marker}");
+        let cursor = w.cursor(job).unwrap();
+        assert!(cursor.truncated);
+        assert_eq!((cursor.seq, cursor.read, cursor.bytes), (3, 3, 12));
+
+        // A short line later is not kept either, and no second marker (nor the line cap's).
+        w.store_with(
+            job,
+            &[("t4", "d"), ("t5", "e")],
+            LogLimits {
+                max_lines: 3,
+                ..limits
+            },
+        );
+        assert_eq!(w.texts(job, 0, usize::MAX), lines);
+        let cursor = w.cursor(job).unwrap();
+        assert_eq!((cursor.seq, cursor.read, cursor.bytes), (3, 5, 14));
+        assert_eq!(cursor.ts.as_deref(), Some("t5"));
+    }
+
+    #[test]
+    fn the_byte_cap_is_reached_across_batches_and_exactly_at_it_all_is_kept() {
+        let w = world();
+        let job = w.owner();
+        let limits = LogLimits {
+            max_lines: 100,
+            max_line_bytes: usize::MAX,
+            max_bytes: 6,
+        };
+        w.store_with(job, &[("t1", "abc")], limits);
+        w.store_with(job, &[("t2", "def")], limits);
+        assert!(!w.cursor(job).unwrap().truncated, "exactly at the cap");
+        w.store_with(job, &[("t3", "")], limits);
+        assert!(
+            !w.cursor(job).unwrap().truncated,
+            "an empty line costs nothing"
+        );
+        w.store_with(job, &[("t4", "g")], limits);
+        let lines = w.texts(job, 0, usize::MAX);
+        assert_eq!(lines[..3], numbered(&["abc", "def", ""], 1));
+        assert!(lines[3].1.contains("logs.max_bytes_per_run"));
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn a_line_made_of_several_engine_messages_counts_them_all_at_its_timestamp() {
+        let w = world();
+        let job = w.owner();
+        let mut batch = Batch::default();
+        batch.push(Line::new("t1", "a"));
+        batch.push(Line {
+            ts: "t1".into(),
+            text: "long".into(),
+            parts: 3,
+        });
+        store_batch::<Owner>(&w.store, job, batch, lines_only(100), false).unwrap();
+        let cursor = w.cursor(job).unwrap();
+        assert_eq!((cursor.ts.as_deref(), cursor.ts_count), (Some("t1"), 4));
+        assert_eq!(cursor.read, 2, "lines, not messages");
+    }
+
+    #[test]
+    fn a_cursor_saved_before_the_byte_count_existed_reads_as_zero_bytes() {
+        let old = r#"{"seq":3,"ts":"t","ts_count":1,"read":3,"truncated":false}"#;
+        let cursor: LogCursor = serde_json::from_str(old).unwrap();
+        assert_eq!(cursor.bytes, 0);
+        assert_eq!(cursor.seq, 3);
+    }
+
+    #[test]
+    fn the_hub_holds_the_configured_bounds() {
+        let hub = LogHub::new(&LogsConfig {
+            max_line_bytes: 100,
+            max_bytes_per_run: 1000,
+        });
+        assert_eq!(
+            hub.limits(7),
+            LogLimits {
+                max_lines: 7,
+                max_line_bytes: 100,
+                max_bytes: 1000
+            }
+        );
+        let defaults = LogsConfig::default();
+        assert_eq!(
+            LogHub::default().limits(1).max_bytes,
+            defaults.max_bytes_per_run
+        );
     }
 
     #[tokio::test]

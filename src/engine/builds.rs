@@ -1,9 +1,18 @@
-//! Running a build: clone the repository if there is one, tar the context (symlinks stay links:
-//! a link in a repository must not pull server files into the context), stream it to the
-//! engine's builder, and record SUCCESS, FAILED (the Dockerfile or repository failed) or FAILURE
-//! (the appliance failed). Builds run on the server's task tracker, a few at a time.
+//! Running a build: clone the repository if there is one (`clone`: only the accepted forms,
+//! only the destinations the egress rules allow), check the Dockerfile (`engine::dockerfile`:
+//! no `ADD` from the network, which the engine would fetch from the server's own network; no
+//! base image whose `ONBUILD` triggers would; no pull from a refused registry address), tar the
+//! context (symlinks stay links: a link in a repository must not pull server files into the
+//! context), stream it to the engine's builder (`RUN` steps on `images.build_network`, `none` by
+//! default, within `images.build_memory_mb` and `images.build_cpus`), and record SUCCESS,
+//! FAILED (the Dockerfile or repository failed, or was refused) or FAILURE (the appliance
+//! failed). Builds run on the server's task tracker, a few at a time.
+
+mod clone;
 
 use super::Engine;
+use super::dockerfile;
+use super::egress::Rules;
 use super::registry_sync::RegistrySync;
 use crate::core::clock::Clock;
 use crate::core::config::ImagesConfig;
@@ -22,7 +31,6 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Kept from the end of a build's output.
@@ -196,20 +204,23 @@ impl Builder {
         let (context, exclude): (PathBuf, &[&str]) = match &image.repo_url {
             Some(url) => {
                 let dest = work.join("repo");
-                match self.clone_repository(url, &dest, output).await {
+                match clone::clone_repository(&self.config, url, &work, &dest, output).await {
                     Ok(()) => {}
                     Err(Error::Internal(e)) => return Outcome::Failure(e),
-                    Err(e) => return Outcome::Failed(e.to_string()),
-                }
-                if !dest.join("Dockerfile").is_file() {
-                    return Outcome::Failed(format!(
-                        "the repository {url} has no Dockerfile at its top level"
-                    ));
+                    Err(e) => return failed(output, e.to_string()),
                 }
                 (dest, &[".git", ".hg"])
             }
             None => (context_dir(&self.data_dir, image.id), &[]),
         };
+        let dockerfile_text = match read_dockerfile(&context, self.max_context).await {
+            Ok(text) => text,
+            Err(Error::Internal(e)) => return Outcome::Failure(e),
+            Err(e) => return failed(output, e.to_string()),
+        };
+        if let Err(why) = dockerfile::check(&dockerfile_text) {
+            return failed(output, why);
+        }
 
         let tar_path = work.join("context.tar");
         let max = self.max_context;
@@ -235,6 +246,9 @@ impl Builder {
             Ok(d) => d,
             Err(e) => return Outcome::Failure(e.to_string()),
         };
+        if let Err(outcome) = self.check_images(&docker, &dockerfile_text, output).await {
+            return outcome;
+        }
         let file = match tokio::fs::File::open(&tar_path).await {
             Ok(f) => f,
             Err(e) => return Outcome::Failure(format!("cannot read the build context: {e}")),
@@ -246,14 +260,22 @@ impl Builder {
             &self.installation,
             &[("dtaas.image", &image.id.to_string())],
         );
-        let options = BuildImageOptionsBuilder::new()
+        let mut options = BuildImageOptionsBuilder::new()
             .dockerfile("Dockerfile")
             .t(&tag)
             .rm(true)
             .forcerm(true)
             .nocache(image.nocache)
             .labels(&labels)
-            .build();
+            .networkmode(&self.config.build_network);
+        if let Some(bytes) = memory_limit(self.config.build_memory_mb) {
+            // No swap beyond the memory limit.
+            options = options.memory(bytes).memswap(bytes);
+        }
+        if let Some(quota) = cpu_quota(self.config.build_cpus) {
+            options = options.cpuperiod(CPU_PERIOD).cpuquota(quota);
+        }
+        let options = options.build();
         let mut stream = docker.build_image(options, None, Some(body));
         while let Some(item) = stream.next().await {
             match item {
@@ -322,74 +344,125 @@ fn tar_context(dir: &Path, out: &Path, exclude: &[String]) -> std::io::Result<u6
 }
 
 impl Builder {
-    /// Clones a git or Mercurial repository. A bad repository is the user's error (`BadRequest`,
-    /// reported as FAILED); a missing tool is the appliance's (`Internal`, FAILURE).
-    async fn clone_repository(&self, url: &str, dest: &Path, output: &mut String) -> Result<()> {
-        let local_path = url.strip_prefix("file://").unwrap_or(url);
-        let is_local =
-            url.starts_with("file://") || Path::new(url).is_absolute() || url.starts_with('.');
-        if is_local && !self.config.allow_local_repos {
-            return Err(Error::bad_request(
-                "repositories on the appliance's own file system are not allowed here \
-             (set images.allow_local_repos = true to allow them)",
-            ));
-        }
-        let prefer_hg = is_local && Path::new(local_path).join(".hg").exists();
-        let timeout = Duration::from_secs(self.config.clone_timeout_secs);
-        let tools: [(&str, Vec<&str>); 2] = [
-            ("git", vec!["clone", "--depth", "1", "--quiet", "--", url]),
-            (
-                "hg",
-                vec!["clone", "--noninteractive", "--quiet", "--", url],
-            ),
-        ];
-        let order: Vec<&(&str, Vec<&str>)> = if prefer_hg {
-            tools.iter().rev().collect()
-        } else {
-            tools.iter().collect()
-        };
-        let mut errors = Vec::new();
-        let mut missing = Vec::new();
-        for (tool, args) in order {
-            let _ = tokio::fs::remove_dir_all(dest).await;
-            let mut cmd = tokio::process::Command::new(tool);
-            cmd.args(args)
-                .arg(dest)
-                .env("GIT_TERMINAL_PROMPT", "0")
-                .env("HGPLAIN", "1")
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true);
-            let result = tokio::time::timeout(timeout, cmd.output()).await;
-            match result {
-                Err(_) => errors.push(format!(
-                    "{tool} clone took longer than {} s",
-                    timeout.as_secs()
-                )),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => missing.push(*tool),
-                Ok(Err(e)) => errors.push(format!("{tool}: {e}")),
-                Ok(Ok(out)) if out.status.success() => {
-                    push_output(output, &format!("cloned {url} with {tool}\n"));
-                    return Ok(());
+    /// Refuses a build whose images would make the engine reach the network on the user's
+    /// behalf: a base image (`FROM`) with an `ONBUILD ADD` from the network, or an image that is
+    /// not on the engine and would be pulled from a registry at a refused address.
+    async fn check_images(
+        &self,
+        docker: &bollard::Docker,
+        dockerfile_text: &str,
+        output: &mut String,
+    ) -> std::result::Result<(), Outcome> {
+        let rules = Rules::new(&self.config.allowed_networks);
+        for image in dockerfile::images(dockerfile_text) {
+            let reference = &image.reference;
+            match docker.inspect_image(reference).await {
+                Ok(inspect) => {
+                    let triggers = inspect.config.and_then(|c| c.on_build).unwrap_or_default();
+                    for trigger in triggers.iter().filter(|_| image.base) {
+                        if let Err(why) = dockerfile::check_instruction(trigger) {
+                            return Err(failed(
+                                output,
+                                format!(
+                                    "Dockerfile line {}: the image {reference} has an ONBUILD \
+                                     trigger this build would run: {why}",
+                                    image.line
+                                ),
+                            ));
+                        }
+                    }
                 }
-                Ok(Ok(out)) => errors.push(format!(
-                    "{tool} clone failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
+                Err(e) if super::is_not_found(&e) => {
+                    let Some((host, port)) = dockerfile::registry_host(reference) else {
+                        continue;
+                    };
+                    if let Err(e) = rules.resolve(&host, port.unwrap_or(443)).await {
+                        return Err(failed(
+                            output,
+                            format!(
+                                "Dockerfile line {}: the image {reference} is not on the \
+                                 appliance, and the engine would pull it from the registry \
+                                 {host}: {e}",
+                                image.line
+                            ),
+                        ));
+                    }
+                }
+                // A reference the engine cannot read: the build fails on it with its message.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code, .. })
+                    if status_code < 500 => {}
+                Err(e) => {
+                    self.engine.reset().await;
+                    return Err(Outcome::Failure(format!(
+                        "the Docker engine failed inspecting {reference}: {e}"
+                    )));
+                }
             }
         }
-        if errors.is_empty() {
-            return Err(Error::internal(format!(
-                "cannot clone {url}: {} not installed on the appliance",
-                missing.join(" and ")
-            )));
-        }
-        let message = format!(
-            "cannot clone {url} as a git or Mercurial repository: {}",
-            errors.join("; ")
-        );
-        push_output(output, &message);
-        Err(Error::bad_request(message))
+        Ok(())
     }
+}
+
+/// A FAILED build, its reason also in the output.
+fn failed(output: &mut String, why: String) -> Outcome {
+    push_output(output, &format!("{why}\n"));
+    Outcome::Failed(why)
+}
+
+/// Reads the context's Dockerfile: a regular file at its top (a link is refused: the check
+/// must read what the engine reads), at most `max` bytes.
+async fn read_dockerfile(context: &Path, max: u64) -> Result<String> {
+    let path = context.join("Dockerfile");
+    let meta = match tokio::fs::symlink_metadata(&path).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::bad_request(
+                "there is no Dockerfile at the top of the build context (the repository)",
+            ));
+        }
+        Err(e) => return Err(Error::internal(format!("cannot read the Dockerfile: {e}"))),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::bad_request(
+            "the Dockerfile is a symbolic link; it must be a regular file",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(Error::bad_request(
+            "there is no Dockerfile at the top of the build context (the repository)",
+        ));
+    }
+    if meta.len() > max {
+        return Err(Error::bad_request(
+            "the Dockerfile is larger than the build context limit",
+        ));
+    }
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| Error::internal(format!("cannot read the Dockerfile: {e}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The CFS period of a build's CPU limit, in microseconds.
+const CPU_PERIOD: i32 = 100_000;
+
+/// `images.build_memory_mb` in bytes for the engine (0: no limit). The engine API's field
+/// (as the client types it) is 32 bits wide: larger limits are capped just under 2 GiB.
+fn memory_limit(mb: u64) -> Option<i32> {
+    (mb > 0).then(|| i32::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i32::MAX))
+}
+
+/// `images.build_cpus` as a CFS quota per [`CPU_PERIOD`] (0 or less: no limit; at least 1 ms).
+fn cpu_quota(cpus: f64) -> Option<i32> {
+    if cpus.is_nan() || cpus <= 0.0 || !cpus.is_finite() {
+        return None;
+    }
+    let quota = (cpus * f64::from(CPU_PERIOD)).round();
+    Some(if quota >= f64::from(i32::MAX) {
+        i32::MAX
+    } else {
+        (quota as i32).max(1000)
+    })
 }
 
 fn push_output(output: &mut String, text: &str) {
@@ -400,5 +473,23 @@ fn push_output(output: &mut String, text: &str) {
             cut += 1;
         }
         output.replace_range(..cut, "");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_limits_for_the_engine() {
+        assert_eq!(memory_limit(0), None);
+        assert_eq!(memory_limit(512), Some(512 * 1024 * 1024));
+        assert_eq!(memory_limit(2048), Some(i32::MAX));
+        assert_eq!(cpu_quota(1.0), Some(100_000));
+        assert_eq!(cpu_quota(0.5), Some(50_000));
+        assert_eq!(cpu_quota(0.0), None);
+        assert_eq!(cpu_quota(-1.0), None);
+        assert_eq!(cpu_quota(f64::NAN), None);
+        assert_eq!(cpu_quota(0.001), Some(1000));
     }
 }

@@ -1,10 +1,11 @@
 //! Servable instances as containers (through the [`Supervisor`]).
 //!
-//! Every instance is one labelled container (`dtaas-inst-<instance id>`) on the servable network,
-//! a Docker bridge network the servables of this installation share, so that they reach each
-//! other at their `ipv4_address`. The appliance is reachable from that network at the network's
-//! gateway address; the server provides that listener (a [`Gateway`]), and containers learn its
-//! URL from `DTAAS_URL`.
+//! Every instance is one labelled container (`dtaas-inst-<instance id>`) on its servable's own
+//! network ([`super::networks`]); the containers of servables that hold READ or REQUEST on it
+//! join that network too, so they reach it at its `ipv4_address`, and nothing else does. The
+//! appliance is reachable from every container at the gateway address of the installation's API
+//! network (`dtaas-<installation id>`, which no container joins: the host routes to it); the
+//! server provides that listener (a [`Gateway`]), and containers learn its URL from `DTAAS_URL`.
 //!
 //! Inside a container: `/run/dtaas/config.json` (the servable's config), the instance's API key
 //! at `/run/secrets/dtaas/api-key`, and the `DTAAS_*` environment (see [`environment`]). Each
@@ -16,6 +17,7 @@
 //! stop asked for ends in `stopped`. After a server crash [`Runtime::recover`] re-attaches to
 //! running containers, records how the others ended, and removes containers no instance owns.
 
+use super::networks::{Networks, network_name as servable_network};
 use super::registry_sync::RegistrySync;
 use super::supervisor::Supervisor;
 use super::{engine_error, is_not_found};
@@ -28,12 +30,13 @@ use crate::core::tasks::blocking;
 use crate::domains::accounts;
 use crate::domains::authz::{self, Capability, Caps, Kind, ObjectMeta, Principal};
 use crate::domains::servables::{
-    self, HTTP_PORT, INSTANCES, Instance, InstanceState, Prototype, SERVABLES, Servable,
-    ServableType, delegation, get_instance, get_servable, instance_for, servable_for,
-    update_instance, update_servable,
+    self, HTTP_PORT, INSTANCES, Instance, InstanceState, SERVABLES, Servable, ServableType,
+    delegation, get_instance, get_servable, instance_for, servable_for, update_instance,
+    update_servable,
 };
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::InspectContainerOptions;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
@@ -84,7 +87,13 @@ pub struct Runtime {
     supervised: Mutex<HashMap<Id, CancellationToken>>,
     /// Notified whenever a supervisor ends.
     ended: Notify,
+    networks: Networks,
+    /// Wakes the reconciliation of who is on which servable network.
+    access: Notify,
 }
+
+/// How often who-reaches-whom is reconciled even when nothing said access changed.
+const RECONCILE_EVERY: Duration = Duration::from_secs(15);
 
 /// The name of an instance's container.
 pub fn container_name(instance: Id) -> String {
@@ -100,8 +109,14 @@ impl Runtime {
         data_dir: PathBuf,
         installation: Id,
         registry: Arc<RegistrySync>,
-    ) -> Runtime {
-        Runtime {
+    ) -> Result<Runtime> {
+        let networks = Networks::new(
+            supervisor.engine_handle(),
+            installation,
+            &config.subnet_pool,
+            config.subnet_prefix,
+        )?;
+        Ok(Runtime {
             supervisor,
             store,
             clock,
@@ -113,7 +128,14 @@ impl Runtime {
             endpoint: AsyncMutex::new(None),
             supervised: Mutex::new(HashMap::new()),
             ended: Notify::new(),
-        }
+            networks,
+            access: Notify::new(),
+        })
+    }
+
+    /// Says that grants changed somewhere: who may reach which servable is reconciled soon.
+    pub fn access_changed(&self) {
+        self.access.notify_one();
     }
 
     /// The server's gateway listener; set once while the server starts, before any instance
@@ -149,7 +171,9 @@ impl Runtime {
         }
     }
 
-    fn network_name(&self) -> String {
+    /// The installation's API network: its gateway address is where containers reach the
+    /// appliance. No container joins it.
+    fn api_network(&self) -> String {
         if self.config.network.is_empty() {
             format!("dtaas-{}", self.installation)
         } else {
@@ -165,7 +189,7 @@ impl Runtime {
             return Ok(e.clone());
         }
         let docker = self.supervisor.docker().await?;
-        let network = self.network_name();
+        let network = self.api_network();
         let inspect = match docker.inspect_network(&network, None).await {
             Ok(n) => n,
             Err(e) if is_not_found(&e) => {
@@ -221,8 +245,9 @@ impl Runtime {
         self.data_dir.join("servables").join(servable.to_string())
     }
 
-    /// Writes the config and a fresh API key for the servable; returns the key's id.
-    async fn write_identity(&self, servable: &Servable, instance: Id) -> Result<Id> {
+    /// Writes the config and a fresh API key for the servable; returns the key's id. The key is
+    /// readable only by the user the container runs as (`user`, the image's `USER`).
+    async fn write_identity(&self, servable: &Servable, instance: Id, user: &str) -> Result<Id> {
         let principal = servables::servable_principal(&self.store, servable.id)?
             .ok_or_else(|| Error::not_found("Servable not found"))?;
         let (store, now) = (self.store.clone(), self.clock.now());
@@ -232,21 +257,35 @@ impl Runtime {
         let dir = self.servable_dir(servable.id);
         let config = serde_json::to_vec_pretty(&servable.config).map_err(Error::internal)?;
         let secret = key.secret.clone();
+        let (key_mode, key_owner) = secret_file_access(user);
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::os::unix::fs::PermissionsExt;
+            use crate::core::fs::set_mode;
             let run = dir.join("run");
             let secrets = dir.join("secrets");
             std::fs::create_dir_all(&run)?;
             std::fs::create_dir_all(&secrets)?;
+            // Mounted into the container: it must get in, whatever user it runs as. The data
+            // directory above stays the server's alone.
+            set_mode(&dir, 0o755)?;
+            set_mode(&run, 0o755)?;
+            set_mode(&secrets, 0o755)?;
             // Written aside and renamed: the directories are bind-mounted, so a running
             // container sees the new file whole.
-            for (target, bytes, mode) in [
-                (run.join("config.json"), config, 0o444),
-                (secrets.join("api-key"), secret.into_bytes(), 0o444),
+            for (target, bytes, mode, owner) in [
+                (run.join("config.json"), config, 0o444, None),
+                (
+                    secrets.join("api-key"),
+                    secret.into_bytes(),
+                    key_mode,
+                    key_owner,
+                ),
             ] {
                 let tmp = target.with_extension("tmp");
                 std::fs::write(&tmp, &bytes)?;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+                if let Some(uid) = owner {
+                    std::os::unix::fs::chown(&tmp, Some(uid), None)?;
+                }
+                set_mode(&tmp, mode)?;
                 std::fs::rename(&tmp, &target)?;
             }
             Ok(())
@@ -372,21 +411,35 @@ impl Runtime {
         let prototype = servables::get_prototype(&self.store, servable.prototype)?
             .ok_or_else(|| Error::conflict("the servable's prototype was deleted"))?;
         let docker = self.supervisor.docker().await?;
+        let network = self.networks.ensure(servable.id).await?;
+        let name = container_name(instance.id);
+        let exists = self.supervisor.has_started(&docker, &name).await.is_some();
+        let image = if exists {
+            None
+        } else {
+            Some(
+                self.registry
+                    .load_into_engine(&prototype.repository, &prototype.tag)
+                    .await?,
+            )
+        };
+        let user = self
+            .container_user(&docker, &name, image.as_deref())
+            .await?;
         let old_key = instance.api_key;
-        let key = self.write_identity(&servable, instance.id).await?;
+        let key = self.write_identity(&servable, instance.id, &user).await?;
         update_instance(&self.store, instance.id, |i| i.api_key = Some(key))?;
         self.revoke_key(old_key);
 
-        let name = container_name(instance.id);
-        if self.supervisor.has_started(&docker, &name).await.is_none() {
-            self.create_container(&docker, endpoint, &servable, &prototype, &instance)
+        if let Some(image) = image {
+            self.create_container(&docker, endpoint, &network, &image, &servable, &instance)
                 .await?;
         }
         self.supervisor.start(&docker, &name).await?;
-        let ip = self
-            .supervisor
-            .ipv4(&docker, &name, &endpoint.network)
-            .await;
+        let ip = self.supervisor.ipv4(&docker, &name, &network).await;
+        if let Err(e) = self.join_reach(&docker, servable.id, &name).await {
+            tracing::warn!(instance = %instance.id, "joining the networks it may reach: {e}");
+        }
         let now = self.clock.now();
         let instance = update_instance(&self.store, instance.id, |i| {
             i.state = InstanceState::Running;
@@ -402,21 +455,43 @@ impl Runtime {
         Ok(instance)
     }
 
-    /// Creates the container: image from the registry, resources as limits, the identity
-    /// files, the daemon's volume. Limits the engine refuses here are dropped and reported on
-    /// the servable.
+    /// The user the container runs as: its image's (or its existing container's) `USER`.
+    async fn container_user(
+        &self,
+        docker: &Docker,
+        container: &str,
+        image: Option<&str>,
+    ) -> Result<String> {
+        let user = match image {
+            Some(image) => docker
+                .inspect_image(image)
+                .await
+                .map_err(|e| engine_error("inspecting the servable's image", e))?
+                .config
+                .and_then(|c| c.user),
+            None => docker
+                .inspect_container(container, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| engine_error("inspecting the container", e))?
+                .config
+                .and_then(|c| c.user),
+        };
+        Ok(user.unwrap_or_default())
+    }
+
+    /// Creates the container on its servable's network: resources as limits (the settings'
+    /// defaults where the servable asks for none), the identity files, the daemon's volume,
+    /// hardened like every container. Limits the engine refuses here are dropped and reported
+    /// on the servable.
     async fn create_container(
         &self,
         docker: &Docker,
         endpoint: &Endpoint,
+        network: &str,
+        image: &str,
         servable: &Servable,
-        prototype: &Prototype,
         instance: &Instance,
     ) -> Result<()> {
-        let image = self
-            .registry
-            .load_into_engine(&prototype.repository, &prototype.tag)
-            .await?;
         let dir = self.servable_dir(servable.id);
         let mut binds = vec![
             format!("{}:{CONFIG_DIR}:ro", dir.join("run").display()),
@@ -448,21 +523,31 @@ impl Runtime {
                 ("dtaas.owner", &servable.owner.to_string()),
             ],
         );
+        let cpus = if r.cpu_cores > 0.0 {
+            r.cpu_cores
+        } else {
+            self.config.default_cpus
+        };
+        let ram = if r.ram > 0 {
+            r.ram
+        } else {
+            self.config.default_memory_mb
+        };
         let mut host = HostConfig {
             binds: Some(binds),
-            network_mode: Some(endpoint.network.clone()),
-            nano_cpus: (r.cpu_cores > 0.0).then_some((r.cpu_cores * 1e9) as i64),
-            memory: (r.ram > 0).then(|| mb(r.ram)),
+            network_mode: Some(network.to_owned()),
+            nano_cpus: Some((cpus * 1e9) as i64),
+            memory: Some(mb(ram)),
+            pids_limit: Some(self.config.pids),
             shm_size: (r.shm > 0).then(|| mb(r.shm)),
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            privileged: Some(false),
             ..Default::default()
         };
+        self.supervisor.harden(&mut host);
         if r.disk > 0 {
             host.storage_opt = Some([("size".to_owned(), format!("{}M", r.disk))].into());
         }
         let mut body = ContainerCreateBody {
-            image: Some(image),
+            image: Some(image.to_owned()),
             env: Some(environment(endpoint, servable, instance.id)),
             labels: Some(labels),
             host_config: Some(host),
@@ -638,9 +723,10 @@ impl Runtime {
                 let _ = update_instance(&self.store, id, |i| i.error = Some(why));
                 return;
             }
+            let servable = instance.servable;
             let ip = self
                 .supervisor
-                .ipv4(&docker, &name, &self.network_name())
+                .ipv4(&docker, &name, &servable_network(servable))
                 .await;
             let now = self.clock.now();
             let _ = update_instance(&self.store, id, |i| {
@@ -735,8 +821,19 @@ impl Runtime {
             self.remove_instance(instance).await?;
         }
         self.remove_servable_files(&servable).await;
+        let docker = self.supervisor.docker().await?;
+        for instance in servables::active_instances(&self.store)? {
+            // Others may be on this servable's network still (they may reach it).
+            let _ = self
+                .networks
+                .disconnect(&docker, id, &container_name(instance.id))
+                .await;
+        }
+        self.networks.remove(&docker, id).await?;
         let store = self.store.clone();
-        blocking(move || servables::forget_servable(&store, id, &instances)).await
+        blocking(move || servables::forget_servable(&store, id, &instances)).await?;
+        self.access_changed();
+        Ok(())
     }
 
     /// Deletes one instance (DELETE on it); a running one is stopped first.
@@ -804,13 +901,93 @@ impl Runtime {
         Ok(Some(used))
     }
 
-    /// Starts recovery and the volume measurements; they run until the server shuts down.
+    /// Starts recovery, the volume measurements and the reconciliation of servable networks;
+    /// they run until the server shuts down.
     pub fn start_background(self: &Arc<Self>) {
         let runtime = self.clone();
         self.supervisor.spawn(async move {
             runtime.recover().await;
-            runtime.measure_loop().await;
+            let measure = runtime.clone();
+            runtime
+                .supervisor
+                .spawn(async move { measure.measure_loop().await });
+            runtime.reconcile_loop().await;
         });
+    }
+
+    /// Puts a starting container on the networks of the servables it may reach, and the
+    /// containers that may reach its servable on its network.
+    async fn join_reach(&self, docker: &Docker, servable: Id, container: &str) -> Result<()> {
+        let running = servables::active_instances(&self.store)?;
+        let ids: Vec<(Id, Id)> = running.iter().map(|i| (i.servable, i.id)).collect();
+        let store = self.store.clone();
+        let pairs = blocking(move || servables::reachable(&store, &ids)).await?;
+        for (from, to) in pairs {
+            if from == servable {
+                self.networks.connect(docker, to, container).await?;
+            } else if to == servable {
+                for i in running.iter().filter(|i| i.servable == from) {
+                    self.networks
+                        .connect(docker, servable, &container_name(i.id))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the servable networks match who may reach whom: on every running servable's
+    /// network, its own container and those of the servables holding READ or REQUEST on it;
+    /// anyone else leaves.
+    pub async fn reconcile(&self) -> Result<()> {
+        let docker = self.supervisor.docker().await?;
+        let running: Vec<Instance> = servables::active_instances(&self.store)?
+            .into_iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .collect();
+        let ids: Vec<(Id, Id)> = running.iter().map(|i| (i.servable, i.id)).collect();
+        let store = self.store.clone();
+        let pairs = blocking(move || servables::reachable(&store, &ids)).await?;
+        let mut wanted: HashMap<Id, HashSet<String>> = HashMap::new();
+        for i in &running {
+            wanted
+                .entry(i.servable)
+                .or_default()
+                .insert(container_name(i.id));
+        }
+        for (from, to) in pairs {
+            let containers: Vec<String> = running
+                .iter()
+                .filter(|i| i.servable == from)
+                .map(|i| container_name(i.id))
+                .collect();
+            wanted.entry(to).or_default().extend(containers);
+        }
+        for (servable, members) in &wanted {
+            let present = self.networks.members(&docker, *servable).await?;
+            for container in members.difference(&present) {
+                self.networks.connect(&docker, *servable, container).await?;
+            }
+            for container in present.difference(members) {
+                tracing::info!(%servable, container, "leaving a servable network: no longer granted");
+                self.networks
+                    .disconnect(&docker, *servable, container)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_loop(&self) {
+        loop {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!("reconciling servable networks: {e}");
+            }
+            tokio::select! {
+                _ = self.access.notified() => {}
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            }
+        }
     }
 
     async fn measure_loop(&self) {
@@ -869,11 +1046,22 @@ impl Runtime {
                 self.revoke_key(instance.api_key);
             }
         }
-        // Containers of this installation's instances that no instance record owns.
+        // Containers of this installation's instances that no instance record owns, and
+        // networks of servables that are gone.
         let known: HashSet<String> = match servables::all_instances(&self.store) {
             Ok(all) => all.iter().map(|i| container_name(i.id)).collect(),
             Err(_) => return,
         };
+        let store = self.store.clone();
+        if let Err(e) = self
+            .networks
+            .remove_orphans(&docker, |s| {
+                servables::get_servable(&store, s).is_ok_and(|s| s.is_some())
+            })
+            .await
+        {
+            tracing::warn!("servable recovery cannot tidy networks: {e}");
+        }
         if let Err(e) = self
             .supervisor
             .remove_orphans("instance", |name| known.contains(name))
@@ -897,4 +1085,40 @@ fn environment(endpoint: &Endpoint, servable: &Servable, instance: Id) -> Vec<St
         format!("DTAAS_PROTOTYPE_ID={}", servable.prototype),
         format!("DTAAS_INSTANCE_ID={instance}"),
     ]
+}
+
+/// The mode and owner of a container's key file. Only the container's user may read it: 0400,
+/// owned by that user when the image names a numeric non-root `USER` and the server may hand
+/// files over (it runs as root); root in the container reads the server's 0400 file anyway.
+/// An image that runs as a named user the server cannot map gets 0444, still inside the data
+/// directory no other local user can enter.
+fn secret_file_access(user: &str) -> (u32, Option<u32>) {
+    let name = user.split(':').next().unwrap_or("");
+    if name.is_empty() || name == "root" || name == "0" {
+        return (0o400, None);
+    }
+    let server_is_root = rustix::process::geteuid().is_root();
+    match name.parse::<u32>() {
+        Ok(uid) if server_is_root => (0o400, Some(uid)),
+        _ => (0o444, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_for_the_container_user_alone_where_it_can_be_told() {
+        assert_eq!(secret_file_access(""), (0o400, None));
+        assert_eq!(secret_file_access("root"), (0o400, None));
+        assert_eq!(secret_file_access("0:0"), (0o400, None));
+        let numeric = secret_file_access("1000:1000");
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(numeric, (0o400, Some(1000)));
+        } else {
+            assert_eq!(numeric, (0o444, None));
+        }
+        assert_eq!(secret_file_access("app").0, 0o444);
+    }
 }

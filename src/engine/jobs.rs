@@ -334,16 +334,30 @@ impl Runner {
             tracing::warn!(job = %job.id, "log follower ended badly: {e}");
         }
         let Exit { code, killed } = exit?;
-        let outbox_bytes = self.save_outbox(job.id).await?;
+        // An outbox over `jobs.max_result_mb` is the job's doing: it fails, saying so.
+        let (outbox_bytes, result_error) = match self.save_outbox(job.id).await {
+            Ok(bytes) => (bytes, None),
+            Err(Error::TooLarge(message)) => {
+                self.note(job.id, &message).await;
+                (0, Some(message))
+            }
+            Err(e) => return Err(e),
+        };
         let state = match code {
             _ if killed => JobState::Cancelled,
+            _ if result_error.is_some() => JobState::Failed,
             Some(0) => JobState::Done,
             _ => JobState::Failed,
         };
-        let error = match (state, code) {
+        let exit_error = match (state, code) {
+            (JobState::Failed, Some(0)) => None,
             (JobState::Failed, Some(c)) => Some(format!("the command exited with code {c}")),
             (JobState::Failed, None) => Some("the job's container is gone".to_owned()),
             _ => None,
+        };
+        let error = match (result_error, exit_error) {
+            (Some(r), Some(e)) => Some(format!("{r}; {e}")),
+            (r, e) => r.or(e),
         };
         let usage = Usage {
             io: usage.io.max(outbox_bytes),
@@ -398,23 +412,23 @@ impl Runner {
                 ("dtaas.owner", &job.owner.to_string()),
             ],
         );
+        let mut host = HostConfig {
+            binds: Some(vec![
+                format!("{}:/inbox:ro", inbox.display()),
+                format!("{}:/outbox:rw", outbox.display()),
+            ]),
+            memory: Some(i64::try_from(config.memory_mb * 1024 * 1024).unwrap_or(i64::MAX)),
+            nano_cpus: Some((config.cpus * 1e9) as i64),
+            pids_limit: Some(config.pids),
+            network_mode: Some(config.network.clone()),
+            ..Default::default()
+        };
+        self.supervisor.harden(&mut host);
         let body = ContainerCreateBody {
             image: Some(image.tag()),
             cmd: Some(argv),
             labels: Some(labels),
-            host_config: Some(HostConfig {
-                binds: Some(vec![
-                    format!("{}:/inbox:ro", inbox.display()),
-                    format!("{}:/outbox:rw", outbox.display()),
-                ]),
-                memory: Some(i64::try_from(config.memory_mb * 1024 * 1024).unwrap_or(i64::MAX)),
-                nano_cpus: Some((config.cpus * 1e9) as i64),
-                pids_limit: Some(config.pids),
-                network_mode: Some(config.network.clone()),
-                privileged: Some(false),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                ..Default::default()
-            }),
+            host_config: Some(host),
             ..Default::default()
         };
         self.supervisor.create(docker, name, body).await?;
@@ -497,11 +511,13 @@ impl Runner {
 
     /// Packs the job's outbox into its result zip; returns the bytes in it. The container has
     /// stopped, so nothing writes there any more. The directory is removed once the job's end
-    /// is recorded (a crash before that packs it again).
+    /// is recorded (a crash before that packs it again). An outbox over `jobs.max_result_mb`
+    /// is `Error::TooLarge`, refused before any file is read, and leaves no zip.
     async fn save_outbox(&self, job: Id) -> Result<u64> {
         let dir = outbox_dir(&self.data_dir, job);
         let zip = result_path(&self.data_dir, job);
-        blocking(move || jobs::results::dir_to_zip(&dir, &zip)).await
+        let max_mb = self.config.max_result_mb;
+        blocking(move || jobs::results::dir_to_zip(&dir, &zip, max_mb)).await
     }
 }
 

@@ -7,7 +7,10 @@
 //! | [`jobs`] | the run queue's dispatcher and pipeline runs (kabuto jobs) |
 //! | [`instances`] | servable instances: the servable network, identity files, restarts |
 //! | [`builds`] | image builds (clone, tar, the legacy builder) |
+//! | [`dockerfile`] | a Dockerfile read as the legacy builder reads it: `ADD` from the network, the images used |
+//! | [`egress`] | where builds may reach (loopback, private, ... refused) and the clones' egress proxy |
 //! | [`registry_sync`] | images between the registry's blobs and the engine |
+//! | [`networks`] | a network per servable, joined by the containers that may reach it |
 //! | [`logs`] | following a container's output into the log store |
 //! | [`usage`] | CPU, memory and I/O of a container |
 //! | [`base_image`] | the busybox base image made from the machine's static busybox |
@@ -19,9 +22,12 @@
 
 pub mod base_image;
 pub mod builds;
+pub mod dockerfile;
+pub mod egress;
 pub mod instances;
 pub mod jobs;
 pub mod logs;
+pub mod networks;
 pub mod registry_sync;
 pub mod supervisor;
 pub mod usage;

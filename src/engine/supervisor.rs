@@ -12,13 +12,14 @@
 use super::logs::follow_logs;
 use super::usage::{Probe, Usage};
 use super::{Engine, engine_error, is_not_found};
+use crate::core::config::ContainersConfig;
 use crate::core::error::Result;
 use crate::core::id::Id;
 use crate::core::store::Store;
 use crate::core::tasks::Tasks;
 use crate::domains::logs::{LogCursor, LogHub, LogOwner};
 use bollard::Docker;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptions,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -42,6 +43,8 @@ pub struct Exit {
 
 /// The handles the supervisor works with (not the application state).
 pub struct Supervisor {
+    /// The capabilities every container keeps (`containers.capabilities`); the rest dropped.
+    capabilities: Vec<String>,
     engine: Arc<Engine>,
     store: Store,
     hub: Arc<LogHub>,
@@ -58,8 +61,10 @@ impl Supervisor {
         installation: Id,
         tasks: Tasks,
         data_dir: PathBuf,
+        containers: &ContainersConfig,
     ) -> Supervisor {
         Supervisor {
+            capabilities: containers.capabilities.clone(),
             engine,
             store,
             hub,
@@ -71,6 +76,11 @@ impl Supervisor {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// A handle on the engine, for a service that keeps one.
+    pub fn engine_handle(&self) -> Arc<Engine> {
+        self.engine.clone()
     }
 
     /// The engine's client, or 503 while it is down.
@@ -98,6 +108,16 @@ impl Supervisor {
         let mut all = vec![("dtaas.kind", kind)];
         all.extend_from_slice(extra);
         super::labels(&self.installation, &all)
+    }
+
+    /// What every job and servable container gets, whatever its image asks for: no privileges,
+    /// `no-new-privileges` (setuid binaries gain nothing), every Linux capability dropped but
+    /// `containers.capabilities`.
+    pub fn harden(&self, host: &mut HostConfig) {
+        host.privileged = Some(false);
+        host.security_opt = Some(vec!["no-new-privileges".into()]);
+        host.cap_drop = Some(vec!["ALL".into()]);
+        host.cap_add = Some(self.capabilities.clone());
     }
 
     /// Creates a container. One of the same name, left by a run the server did not see to its
@@ -165,7 +185,9 @@ impl Supervisor {
     }
 
     /// Follows the container's output into the log store under `owner` (a job or an instance)
-    /// until the container ends; followers are woken as lines arrive.
+    /// until the container ends; followers are woken as lines arrive. At most `max_lines` lines
+    /// are kept, and the log hub's bounds apply (`logs.max_line_bytes`,
+    /// `logs.max_bytes_per_run`).
     pub fn follow_logs<O: LogOwner>(
         &self,
         docker: &Docker,
@@ -181,7 +203,7 @@ impl Supervisor {
             name.to_owned(),
             owner,
             cursor,
-            max_lines,
+            self.hub.limits(max_lines),
         ))
     }
 

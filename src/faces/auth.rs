@@ -65,7 +65,8 @@ pub fn authorization(headers: &HeaderMap) -> Authorization {
     parse_authorization(value.as_bytes())
 }
 
-fn parse_authorization(value: &[u8]) -> Authorization {
+/// One `Authorization` value, read (see [`authorization`]).
+pub fn parse_authorization(value: &[u8]) -> Authorization {
     let Ok(value) = std::str::from_utf8(value) else {
         return Authorization::Malformed;
     };
@@ -105,7 +106,7 @@ fn session_in(value: &HeaderValue) -> Option<Result<String, ()>> {
         let pair = pair.trim_ascii();
         let at = pair.iter().position(|b| *b == b'=')?;
         let (name, value) = (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii());
-        (name == SESSION_COOKIE.as_bytes()).then(|| {
+        is_session_cookie(name).then(|| {
             std::str::from_utf8(value)
                 .ok()
                 .filter(|v| !v.is_empty())
@@ -115,14 +116,47 @@ fn session_in(value: &HeaderValue) -> Option<Result<String, ()>> {
     })
 }
 
-/// The principal behind a credential. `addr` is the client's address (password logins are
-/// limited per address).
-pub async fn resolve(app: &App, credential: Credential, addr: IpAddr) -> Result<Principal> {
+/// Where a credential is used: on the appliance's own faces, or for one app behind the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Appliance,
+    App(Id),
+}
+
+/// Set on a request that reached an appliance route (`/.dtaas/login`, `/.dtaas/logout`) on an
+/// app's own host: what is signed in there is good for that app alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppHost(pub Id);
+
+/// Whether a cookie name (as bytes) is the session cookie's. Compared without regard to case,
+/// so that no spelling of it slips past a check.
+pub fn is_session_cookie(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(SESSION_COOKIE.as_bytes())
+}
+
+/// The principal behind a credential, used in `scope`. `addr` is the client's address
+/// (password logins are limited per address).
+pub async fn resolve(
+    app: &App,
+    credential: Credential,
+    addr: IpAddr,
+    scope: Scope,
+) -> Result<Principal> {
     let now = app.now();
     match credential {
         Credential::Session(token) => {
-            let user = accounts::session_user(&app.store, &token, &app.sessions, now)?;
-            principal_of(app, user)
+            let session = accounts::live_session(&app.store, &token, &app.sessions, now)?;
+            match (session.scope, scope) {
+                (None, _) => {}
+                (Some(app_id), Scope::App(wanted)) if app_id == wanted => {}
+                (Some(_), _) => {
+                    return Err(Error::unauthorized(
+                        "this session was made on an app's page and is good for that app \
+                         alone; log in on the appliance",
+                    ));
+                }
+            }
+            principal_of(app, session.user)
         }
         Credential::ApiKey(key) => {
             let principal = accounts::api_key_principal(&app.store, &key, now)?;
@@ -195,7 +229,9 @@ impl FromRequestParts<App> for Auth {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Error> {
         let credential = standard_credential(&parts.headers)?;
         let addr = client_addr(parts);
-        resolve(app, credential, addr).await.map(Auth)
+        resolve(app, credential, addr, Scope::Appliance)
+            .await
+            .map(Auth)
     }
 }
 

@@ -69,7 +69,23 @@ where
     }
 }
 
-/// A JSON body, with JSON errors (for /v1, where forms are not accepted).
+/// Whether the request's `Content-Type` is JSON (`application/json`, or `+json`).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| t == "application/json" || t.ends_with("+json"))
+}
+
+/// A JSON body, with JSON errors (for /v1, where forms are not accepted). The body must be
+/// sent as JSON (`Content-Type: application/json`); an empty body is `{}`.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -80,9 +96,16 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let json = is_json(req.headers());
         let bytes = read_body(req, state).await?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
+        } else if !json {
+            // A form or `text/plain` body is what a page of another site can send without
+            // asking (no CORS preflight): JSON bodies must say they are JSON.
+            return Err(Error::bad_request(
+                "send the body as JSON, with Content-Type: application/json",
+            ));
         } else {
             &bytes
         };

@@ -19,9 +19,10 @@ pub async fn result_zip(app: &App, job: &Job) -> Result<Response> {
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::not_found(
-                "this job left no results (it never started its command)",
-            ));
+            return Err(Error::not_found(match &job.error {
+                Some(why) => format!("this job left no results: {why}"),
+                None => "this job left no results (it never started its command)".to_owned(),
+            }));
         }
         Err(e) => return Err(Error::internal(format!("opening the results: {e}"))),
     };

@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod csrf;
 pub mod download;
 pub mod errors;
 pub mod health;
@@ -52,6 +53,7 @@ pub fn router(app: App) -> Router {
             app.clone(),
             proxy::host_layer,
         ))
+        .layer(middleware::from_fn(csrf::same_origin_only))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
 }

@@ -7,7 +7,7 @@ use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::core::store::Store;
 use crate::core::tasks::Tasks;
-use crate::domains::accounts::{PasswordLogins, SessionPolicy};
+use crate::domains::accounts::{PasswordLogins, RegistrationLimiter, SessionPolicy};
 use crate::domains::logs::LogHub;
 use crate::domains::registry::blobs::BlobStore;
 use crate::engine::Engine;
@@ -33,6 +33,8 @@ pub struct AppInner {
     pub sessions: SessionPolicy,
     /// The one password-login sequence and its limiter.
     pub logins: Arc<PasswordLogins>,
+    /// Registrations per client address (`registration_limit`).
+    pub registrations: RegistrationLimiter,
     pub jobs: Arc<Runner>,
     pub instances: Arc<Runtime>,
     pub builds: Arc<Builder>,

@@ -1,8 +1,16 @@
 //! The JSON shapes of seed 003, shared by the kabuto face and /v1.
 
+use super::state::App;
+use crate::core::error::Result;
+use crate::core::id::Id;
 use crate::domains::images::{Build, BuildState, Image};
 use crate::domains::jobs::{Job, Pipeline};
-use crate::domains::logs::LogLine;
+use crate::domains::logs::{self, LogLine};
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream;
 use serde_json::{Map, Value, json};
 
 pub fn image(i: &Image) -> Value {
@@ -61,6 +69,81 @@ pub fn log_line(l: &LogLine) -> Value {
     json!({ "id": l.id, "job": l.job, "logline": l.logline })
 }
 
+/// Log lines read and sent per chunk of [`log_lines`].
+const LOG_PAGE: usize = 1000;
+
+/// Where [`log_lines`] is in the log.
+enum LogPages {
+    /// The first page, read before the response started (so that its errors get a status).
+    First(Vec<LogLine>),
+    /// Lines after this id are next.
+    After(u64),
+    Done,
+}
+
+/// The stored lines of a job or an instance after `after`, as the JSON array
+/// `[{"id", "job", "logline"}, ...]`, streamed a page at a time: each page is read on the
+/// blocking pool when the client has taken the one before, so that a response holds one page
+/// in memory, however long the log. The bytes are the same as the array serialised whole.
+pub async fn log_lines(app: &App, owner: Id, after: u64) -> Result<Response> {
+    let first = read_log_page(app, owner, after).await?;
+    let app = app.clone();
+    let chunks = stream::unfold(LogPages::First(first), move |pages| {
+        let app = app.clone();
+        async move {
+            let (lines, first) = match pages {
+                LogPages::Done => return None,
+                LogPages::First(lines) => (lines, true),
+                LogPages::After(after) => match read_log_page(&app, owner, after).await {
+                    Ok(lines) => (lines, false),
+                    Err(e) => {
+                        tracing::warn!(%owner, "reading log lines: {e}");
+                        let e = std::io::Error::other(e.to_string());
+                        return Some((Err(e), LogPages::Done));
+                    }
+                },
+            };
+            let next = match lines.last() {
+                Some(last) if lines.len() >= LOG_PAGE => LogPages::After(last.id),
+                _ => LogPages::Done,
+            };
+            let chunk = log_page(&lines, first, matches!(next, LogPages::Done));
+            Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next))
+        }
+    });
+    let mut response = Body::from_stream(chunks).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+async fn read_log_page(app: &App, owner: Id, after: u64) -> Result<Vec<LogLine>> {
+    app.blocking(move |app| logs::read_logs(&app.store, owner, after, LOG_PAGE))
+        .await
+}
+
+/// One page of the array: `[` before the first, `,` between lines, `]` after the last.
+fn log_page(lines: &[LogLine], first: bool, last: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(lines.iter().map(|l| l.logline.len() + 64).sum::<usize>() + 2);
+    if first {
+        out.push(b'[');
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 || !first {
+            out.push(b',');
+        }
+        // `Value`'s Display is its compact JSON; writing to a Vec cannot fail.
+        let _ = write!(out, "{}", log_line(line));
+    }
+    if last {
+        out.push(b']');
+    }
+    out
+}
+
 /// kabuto's collections: `{"<id>": {...}, ...}`.
 pub fn keyed<T>(items: &[T], id: impl Fn(&T) -> String, view: impl Fn(&T) -> Value) -> Value {
     Value::Object(
@@ -69,4 +152,44 @@ pub fn keyed<T>(items: &[T], id: impl Fn(&T) -> String, view: impl Fn(&T) -> Val
             .map(|i| (id(i), view(i)))
             .collect::<Map<_, _>>(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(job: Id, ids: std::ops::Range<u64>) -> Vec<LogLine> {
+        ids.map(|id| LogLine {
+            id,
+            job,
+            logline: format!("line \"{id}\" \u{e9}\n\t"),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn pages_of_the_log_make_the_same_bytes_as_the_whole_array() {
+        let job = Id::new();
+        let all = lines(job, 1..8);
+        let whole = serde_json::to_vec(&Value::Array(all.iter().map(log_line).collect())).unwrap();
+        // Cut into pages every way: one page, pages of 1, 2, 3.
+        for size in [7, 1, 2, 3] {
+            let pages: Vec<&[LogLine]> = all.chunks(size).collect();
+            let mut streamed = Vec::new();
+            for (i, page) in pages.iter().enumerate() {
+                streamed.extend(log_page(page, i == 0, i + 1 == pages.len()));
+            }
+            assert_eq!(
+                String::from_utf8(streamed).unwrap(),
+                String::from_utf8(whole.clone()).unwrap(),
+                "pages of {size}"
+            );
+        }
+        // A last page that is empty (the log ends exactly on a page boundary).
+        let mut streamed = log_page(&all, true, false);
+        streamed.extend(log_page(&[], false, true));
+        assert_eq!(streamed, whole);
+        // No lines at all.
+        assert_eq!(log_page(&[], true, true), b"[]");
+    }
 }

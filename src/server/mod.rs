@@ -29,9 +29,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Why the application could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(#[from] crate::core::error::Error),
+}
+
 /// Opens the data directory and builds the application. Fails at once if another server holds
 /// the directory.
-pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
+pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, OpenError> {
+    crate::core::fs::restrict_umask();
     let store = open_store(&config.data_dir)?;
     let data_dir =
         std::fs::canonicalize(&config.data_dir).map_err(|source| StoreError::DataDir {
@@ -47,7 +57,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
     let installation = store.installation_id()?;
     let tasks = Tasks::new();
     let engine = Arc::new(Engine::new(&config.docker.host));
-    let hub = Arc::new(LogHub::default());
+    let hub = Arc::new(LogHub::new(&config.logs));
     let blobs = Arc::new(
         BlobStore::new(&data_dir).map_err(|source| StoreError::DataDir {
             dir: data_dir.join("registry"),
@@ -68,6 +78,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
         installation,
         tasks.clone(),
         data_dir.clone(),
+        &config.containers,
     ));
     let jobs = Arc::new(Runner::new(
         supervisor.clone(),
@@ -84,7 +95,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
         data_dir.clone(),
         installation,
         registry.clone(),
-    ));
+    )?);
     let builds = Arc::new(Builder::new(
         store.clone(),
         engine.clone(),
@@ -99,6 +110,9 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, StoreError> {
     Ok(App::new(AppInner {
         sessions: SessionPolicy::from_config(&config.sessions),
         logins: Arc::new(PasswordLogins::new(&config.login_limit)),
+        registrations: crate::domains::accounts::RegistrationLimiter::new(
+            &config.registration_limit,
+        ),
         upstream: crate::faces::upstream::Upstream::new(),
         listen_addr: OnceLock::new(),
         store,

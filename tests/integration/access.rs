@@ -390,11 +390,12 @@ async fn object_access_and_trust_routes_need_their_capability() {
     let cases = [
         Case::get(format!("/objects/{shared}"), &shared, "DISCOVER").returns(&shared),
         Case::get(format!("/objects/{shared}/access"), &shared, "MANAGE"),
+        // With MANAGE alone the other user grants what it holds: MANAGE (and DISCOVER).
         Case::post(format!("/objects/{shared}/access"), &shared, "MANAGE", 200)
-            .body(json!({"principal": carol, "capabilities": ["READ"]})),
+            .body(json!({"principal": carol, "capabilities": ["MANAGE"]})),
         Case::new(
             Method::Delete,
-            format!("/objects/{shared}/access/{carol}?capabilities=READ"),
+            format!("/objects/{shared}/access/{carol}?capabilities=MANAGE"),
             &shared,
             "MANAGE",
             200,
@@ -423,7 +424,7 @@ async fn object_access_and_trust_routes_need_their_capability() {
     ];
     w.check_matrix(&cases).await;
 
-    // The grant the other user made to carol was revoked again by the other user; the member
+    // The grant the other user made to carol was taken back by the other user; the member
     // and the object it added were taken out again; the doomed trust is gone.
     let (s, v) = w.owner.get(&format!("/objects/{shared}/access")).await;
     assert_eq!(s, 200, "{v}");
@@ -433,7 +434,7 @@ async fn object_access_and_trust_routes_need_their_capability() {
             .expect("grants")
             .iter()
             .any(|g| g["name"] == carol),
-        "carol's READ was revoked: {v}"
+        "carol's MANAGE was revoked: {v}"
     );
     let (s, v) = w.owner.get(&format!("/trusts/{t}")).await;
     assert_eq!(s, 200, "{v}");
@@ -765,7 +766,8 @@ async fn a_servable_acts_through_its_key_with_its_own_capabilities() {
     let manifest = json!({"acc-sleeper": {"name": "acc-sleeper", "tag": "v1", "type": "daemon"}});
     let (st, v) = w.owner.post("/prototypes", manifest).await;
     assert_eq!(st, 201, "{v}");
-    let s = w.servable("acc-sleeper:v1", "sleeper").await;
+    // Named like the other user's login: a name is no namespace.
+    let s = w.servable("acc-sleeper:v1", &w.other_login).await;
     let t = w.trust("the owner's").await;
     let instance = id_of(&w.run_as(&w.owner, &s).await);
     let key_file = w
@@ -783,6 +785,35 @@ async fn a_servable_acts_through_its_key_with_its_own_capabilities() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["kind"], "servable", "{v}");
     assert_eq!(v["id"], json!(s), "{v}");
+    // Its key mints no other key (one would outlive the instance).
+    let (st, v) = inside.post("/api-keys", json!({"name": "mine"})).await;
+    assert_eq!(st, 403, "a servable creating an API key: {v}");
+    // Its pushes create repositories in its owner's namespace, not in the namespace its name
+    // looks like.
+    let registry = client();
+    let start_upload = |repo: String| {
+        registry
+            .post(w.server.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .bearer_auth(key.trim())
+            .send()
+    };
+    let r = start_upload(format!(
+        "{}/squatted",
+        dtaas::core::names::slug(&w.other_login)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "a servable squatting another user's namespace"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    let r = start_upload(format!("{}/mine", dtaas::core::names::slug(&w.owner_login)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "its owner's namespace");
     // It reads itself and its instance, and not what its owner holds.
     let (st, v) = inside.get(&format!("/servables/{s}")).await;
     assert_eq!(st, 200, "{v}");
@@ -973,8 +1004,17 @@ async fn trustees_manage_what_is_placed_in_the_trust() {
     assert_eq!(st, 403, "MANAGE is not READ: {v}");
     let (st, v) = w.other.delete(&format!("/servables/{s}")).await;
     assert_eq!(st, 403, "{v}");
-    // Managing means granting: to carol.
-    w.grant_as(&w.other, &s, &carol, &["READ"]).await;
+    // Managing means granting, but only what the trustee holds itself: not READ.
+    let (st, v) = w
+        .other
+        .post(
+            &access,
+            json!({"principal": carol, "capabilities": ["READ"]}),
+        )
+        .await;
+    assert_eq!(st, 403, "a trustee's MANAGE does not hand out READ: {v}");
+    w.grant_as(&w.other, &s, &carol, &["DISCOVER"]).await;
+    w.grant_as(&w.owner, &s, &carol, &["READ"]).await;
     let (st, v) = w.owner.get(&access).await;
     assert_eq!(st, 200, "{v}");
     assert!(
@@ -1377,4 +1417,198 @@ async fn invisible_objects_answer_exactly_like_missing_ones() {
         leaks.len(),
         leaks.join("\n")
     );
+}
+
+/// A principal grants and takes away only the capabilities it holds itself: with MANAGE alone
+/// on another user's object, a user cannot give itself (or anyone, or everyone) READ, UPDATE or
+/// DELETE, nor take away what the owner granted beyond what it holds. MANAGE is needed to grant
+/// MANAGE, and owners grant everything.
+#[tokio::test]
+async fn manage_alone_grants_only_what_the_granter_holds() {
+    let w = world().await;
+    let (carol_client, carol) = v1_user(&w.server, "car").await;
+    let obj = w.trust("owned by the owner").await;
+    let access = format!("/objects/{obj}/access");
+    w.grant_as(&w.owner, &obj, &w.other_login, &["MANAGE"])
+        .await;
+
+    for caps in [
+        json!(["READ"]),
+        json!(["UPDATE"]),
+        json!(["DELETE"]),
+        json!(["MANAGE", "READ"]),
+    ] {
+        for principal in [w.other_login.as_str(), carol.as_str(), "everyone"] {
+            let (st, v) = w
+                .other
+                .post(
+                    &access,
+                    json!({"principal": principal, "capabilities": caps}),
+                )
+                .await;
+            assert_eq!(st, 403, "{principal} {caps}: {v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("hold yourself"),
+                "{v}"
+            );
+        }
+    }
+    let (st, v) = w.other.get(&format!("/trusts/{obj}")).await;
+    assert_eq!(st, 403, "still no READ for the manager: {v}");
+    let (st, v) = carol_client.get(&format!("/trusts/{obj}")).await;
+    assert_eq!(st, 404, "nothing reached carol: {v}");
+
+    // What it holds, it may hand on: MANAGE (with DISCOVER).
+    w.grant_as(&w.other, &obj, &carol, &["MANAGE"]).await;
+    let (st, v) = carol_client.get(&access).await;
+    assert_eq!(st, 200, "{v}");
+
+    // The owner's grant of DELETE to carol is out of the manager's reach; taking away
+    // "everything" takes only what the manager holds.
+    w.grant_as(&w.owner, &obj, &carol, &["DELETE"]).await;
+    let (st, v) = w
+        .other
+        .delete(&format!("{access}/{carol}?capabilities=DELETE"))
+        .await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = w.other.delete(&format!("{access}/{carol}")).await;
+    assert_eq!(st, 200, "{v}");
+    let carol_grant = v["grants"]
+        .as_array()
+        .expect("grants")
+        .iter()
+        .find(|g| g["name"] == carol)
+        .cloned()
+        .expect("carol keeps the owner's grant");
+    assert_eq!(carol_grant["capabilities"], json!(["DELETE"]), "{v}");
+
+    // With MANAGE and READ, READ can be handed on, UPDATE still not.
+    w.grant_as(&w.owner, &obj, &w.other_login, &["READ"]).await;
+    w.grant_as(&w.other, &obj, &carol, &["READ"]).await;
+    let (st, v) = w
+        .other
+        .post(
+            &access,
+            json!({"principal": carol, "capabilities": ["UPDATE"]}),
+        )
+        .await;
+    assert_eq!(st, 403, "{v}");
+}
+
+/// Running a servable someone else configured asks before it hands anything of the runner's
+/// to it: user B's prototype asks READ and DELETE on the object in its config, B's servable
+/// points that at user A's trust, and B lets A run it. Before, the grant was automatic when A
+/// ran it (and the servable could delete A's object). Now it is a pending request A resolves;
+/// an admin running a servable of its own is asked too.
+#[tokio::test]
+async fn delegation_is_automatic_only_for_what_the_runner_owns() {
+    let w = world().await;
+    let target = w.trust("A's").await;
+    push_image(&w.server, &w.other_login, None, "acc-greedy", "v1").await;
+    let manifest = json!({"acc-greedy": {
+        "name": "acc-greedy", "tag": "v1", "type": "pipeline",
+        "config-capabilities": {"target": ["READ", "DELETE"]},
+    }});
+    let (st, v) = w.other.post("/prototypes", manifest).await;
+    assert_eq!(st, 201, "{v}");
+    let greedy = w
+        .servable_as(
+            &w.other,
+            "acc-greedy:v1",
+            "greedy",
+            json!({"target": target}),
+        )
+        .await;
+    w.grant_as(&w.other, &greedy, &w.owner_login, &["UPDATE"])
+        .await;
+
+    let instance = id_of(&w.run_as(&w.owner, &greedy).await);
+    let (st, v) = w
+        .owner
+        .get(&format!("/delegation-requests?servable={greedy}"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let requests = v.as_array().expect("requests").clone();
+    assert_eq!(requests.len(), 1, "{v}");
+    assert_eq!(requests[0]["state"], "pending", "{v}");
+    assert_eq!(requests[0]["automatic"], false, "{v}");
+    assert_eq!(requests[0]["object"], json!(target), "{v}");
+    wait_ended(&w.owner, &instance).await;
+    let (st, v) = w.owner.get(&format!("/objects/{target}/access")).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        !v["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .any(|g| g["principal"] == greedy),
+        "nothing of A's was handed to B's servable: {v}"
+    );
+    let (st, v) = w.owner.get(&format!("/trusts/{target}")).await;
+    assert_eq!(st, 200, "A's trust is still there: {v}");
+
+    // A decides: granted, the servable holds what it asked for.
+    let request = id_of(&requests[0]);
+    let (st, v) = w
+        .owner
+        .post(&format!("/delegation-requests/{request}/grant"), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = w.owner.get(&format!("/objects/{target}/access")).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .any(|g| g["principal"] == greedy),
+        "{v}"
+    );
+
+    // An admin's powers hand nothing over by themselves either.
+    let dir = w.server.data_dir();
+    let root = unique("root");
+    let out = dtaas_cli(
+        &[
+            "admin",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "create-user",
+            &root,
+            "--admin",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let admin_client = client();
+    let r = admin_client
+        .post(w.server.url("/login"))
+        .form(&[("login", root.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let admin = V1::new(&w.server, admin_client);
+    push_image(&w.server, &root, None, "acc-admins", "v1").await;
+    let manifest = json!({"acc-admins": {
+        "name": "acc-admins", "tag": "v1", "type": "pipeline",
+        "config-capabilities": {"target": ["READ"]},
+    }});
+    let (st, v) = admin.post("/prototypes", manifest).await;
+    assert_eq!(st, 201, "{v}");
+    let theirs = w.trust_as(&w.other, "B's").await;
+    let admins = w
+        .servable_as(&admin, "acc-admins:v1", "admins", json!({"target": theirs}))
+        .await;
+    w.run_as(&admin, &admins).await;
+    let (st, v) = admin
+        .get(&format!("/delegation-requests?servable={admins}"))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v[0]["state"], "pending", "an admin is asked too: {v}");
 }

@@ -680,3 +680,64 @@ async fn unconfirmed_and_disabled_accounts_get_one_answer_on_every_face() {
         assert!(message.contains("disabled"), "{face}: {message}");
     }
 }
+
+/// A `<namespace>/...` repository name belongs to the login whose slug the namespace is,
+/// whether or not that user exists yet; logins that differ only in case, `.`, `_` or `-` would
+/// share a namespace, so the second one is refused at registration.
+#[tokio::test]
+async fn registry_namespaces_follow_logins() {
+    let server = TestServer::start().await;
+    let (_c, alice) = server.user("ns").await;
+    let start_upload = |login: &str, repo: &str| {
+        server
+            .client()
+            .post(server.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .basic_auth(login, Some(PASSWORD))
+            .send()
+    };
+    let future_login = unique("later");
+    let r = start_upload(&alice, &format!("{future_login}/taken-early"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "a namespace of a login nobody has yet is reserved"
+    );
+    let body = json_of(r).await;
+    assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
+    let r = start_upload(&alice, &format!("{alice}/mine"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = start_upload(&alice, "no-namespace").await.unwrap();
+    assert_eq!(
+        r.status(),
+        202,
+        "names without '/' are first come, first served"
+    );
+
+    let c = server.client();
+    register_confirm(&server.base, &c, &future_login).await;
+    let r = start_upload(&future_login, &format!("{future_login}/taken-early"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "the namespace's own user");
+
+    // `a.b` after `a_b`: one namespace, refused.
+    let base = unique("twin");
+    let c = server.client();
+    register_confirm(&server.base, &c, &format!("{base}_x")).await;
+    let r = c
+        .post(server.url("/register"))
+        .form(&[
+            ("login", format!("{base}.X").as_str()),
+            ("password", PASSWORD),
+            ("email", &format!("{base}-dot@example.org")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(kabuto_error(&json_of(r).await).contains("namespace"));
+}

@@ -71,7 +71,22 @@ async fn bootstrap_an_admin_on_a_running_server() {
     assert!(ok);
     assert_eq!(login(&server, &boss, "hunter2hunter2").await.0, 200);
 
-    // Reset password.
+    // Reset password: the sessions of the old password end, on every face, and so does a
+    // registry credential remembered from before.
+    let (status, before) = login(&server, &boss, "hunter2hunter2").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        before.get(server.url("/")).send().await.unwrap().status(),
+        200
+    );
+    let registry = |password: &'static str| {
+        server
+            .client()
+            .get(server.url("/v2/"))
+            .basic_auth(&boss, Some(password))
+            .send()
+    };
+    assert_eq!(registry("hunter2hunter2").await.unwrap().status(), 200);
     let (ok, _, _) = admin(
         &dir,
         &["reset-password", &boss, "--password-stdin"],
@@ -79,8 +94,24 @@ async fn bootstrap_an_admin_on_a_running_server() {
     )
     .await;
     assert!(ok);
+    assert_eq!(
+        before.get(server.url("/")).send().await.unwrap().status(),
+        401,
+        "the session made with the old password ended"
+    );
+    assert_eq!(
+        before
+            .get(server.url("/v1/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(registry("hunter2hunter2").await.unwrap().status(), 401);
     assert_eq!(login(&server, &boss, "hunter2hunter2").await.0, 401);
     assert_eq!(login(&server, &boss, "another-pass").await.0, 200);
+    assert_eq!(registry("another-pass").await.unwrap().status(), 200);
 
     // Registration mode, live.
     let (ok, out, _) = admin(&dir, &["set-registration", "closed"], None).await;

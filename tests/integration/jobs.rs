@@ -457,3 +457,178 @@ async fn the_outbox_takes_any_user_and_keeps_links_out() {
     );
     assert_eq!(text(&results["file"]), "mine");
 }
+
+/// The job's record, read in-process (its log cursor).
+fn job_record(server: &TestServer, job: &str) -> dtaas::domains::jobs::Job {
+    let id = dtaas::core::id::Id::parse(job).unwrap();
+    dtaas::domains::jobs::get_job(&server.app.store, id)
+        .unwrap()
+        .unwrap()
+}
+
+/// Issue 9: lines of 16 KiB (and a megabyte without a newline) are kept cut to
+/// `logs.max_line_bytes`, marked; the engine's 16 KiB pieces of a line make one line again.
+#[tokio::test]
+async fn long_log_lines_are_cut_with_a_marker() {
+    let server = TestServer::start().await;
+    assert_eq!(server.config.logs.max_line_bytes, 8192);
+    let k = server.kabuto("longline").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    let job = k
+        .job(
+            &pipeline,
+            &image,
+            "sh -c 'for i in 1 2 3; do head -c 16384 /dev/zero | tr \"\\0\" x; echo; done; \
+             echo end; head -c 1048576 /dev/zero | tr \"\\0\" y'",
+            &[],
+        )
+        .await;
+    k.submit(&pipeline).await;
+    assert_eq!(k.wait_job(&pipeline, &job).await["state"], "done");
+    let logs = k.logs(&job).await;
+    let marker = " [dtaas: line cut at 8192 bytes (logs.max_line_bytes)]";
+    let cut_x = format!("{}{marker}", "x".repeat(8192));
+    let cut_y = format!("{}{marker}", "y".repeat(8192));
+    assert_eq!(
+        logs.len(),
+        5,
+        "{:?}",
+        logs.iter().map(String::len).collect::<Vec<_>>()
+    );
+    assert_eq!(logs[..3], [cut_x.clone(), cut_x.clone(), cut_x]);
+    assert_eq!(logs[3], "end");
+    assert_eq!(logs[4], cut_y, "a line without a newline is cut too");
+    let cursor = job_record(&server, &job).log;
+    assert_eq!(cursor.read, 5);
+}
+
+/// Issue 9: past `logs.max_bytes_per_run` one marker line is kept and the rest only counted.
+#[tokio::test]
+async fn the_byte_cap_keeps_a_marker_line_and_the_count() {
+    let server = TestServer::start_with(|c| c.logs.max_bytes_per_run = 1000).await;
+    let k = server.kabuto("bytecap").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    let job = k.job(&pipeline, &image, "seq 1 1000", &[]).await;
+    k.submit(&pipeline).await;
+    assert_eq!(k.wait_job(&pipeline, &job).await["state"], "done");
+    let logs = k.logs(&job).await;
+    let (marker, kept) = logs.split_last().unwrap();
+    assert!(
+        marker.contains("limit of 1000 bytes") && marker.contains("logs.max_bytes_per_run"),
+        "{marker}"
+    );
+    // The lines kept are the first ones, as many as fit in 1000 bytes.
+    let expected: Vec<String> = (1..=1000).map(|i: u32| i.to_string()).collect();
+    let mut fit = 0;
+    let mut bytes = 0;
+    for line in &expected {
+        if bytes + line.len() > 1000 {
+            break;
+        }
+        bytes += line.len();
+        fit += 1;
+    }
+    assert_eq!(kept, &expected[..fit]);
+    assert!(kept.iter().map(String::len).sum::<usize>() <= 1000);
+    let cursor = job_record(&server, &job).log;
+    assert_eq!(cursor.read, 1000, "every line was read");
+    let total: usize = expected.iter().map(String::len).sum();
+    assert_eq!(cursor.bytes, total as u64, "and counted");
+    assert!(cursor.truncated);
+}
+
+/// Issue 9: a long log is served as a stream (no Content-Length: it is not read whole into
+/// memory first) with exactly the JSON of the whole array, on kabuto and /v1.
+#[tokio::test]
+async fn logs_are_streamed_as_the_same_json() {
+    let server = TestServer::start().await;
+    let k = server.kabuto("stream").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    // More lines than a page of the stream (1,000), and not a multiple of it.
+    let job = k.job(&pipeline, &image, "seq 1 2500", &[]).await;
+    k.submit(&pipeline).await;
+    assert_eq!(k.wait_job(&pipeline, &job).await["state"], "done");
+    let expected = |after: u64| {
+        let items: Vec<String> = (after + 1..=2500)
+            .map(|i| format!(r#"{{"id":{i},"job":"{job}","logline":"{i}"}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    for (path, after) in [
+        (format!("/execution/{job}/logs"), 0),
+        (format!("/execution/{job}/logs/1000"), 1000),
+        (format!("/execution/{job}/logs/2499"), 2499),
+        (format!("/execution/{job}/logs/2500"), 2500),
+        (format!("/v1/jobs/{job}/logs"), 0),
+        (format!("/v1/jobs/{job}/logs?after=1500"), 1500),
+    ] {
+        let r = k.c.get(k.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        assert!(
+            !r.headers().contains_key("content-length"),
+            "{path}: streamed, not buffered: {:?}",
+            r.headers()
+        );
+        assert_eq!(r.headers()["transfer-encoding"], "chunked", "{path}");
+        let body = r.text().await.unwrap();
+        assert_eq!(body, expected(after), "{path}");
+    }
+    // Errors still come before the stream, with their status.
+    let (status, _) = k.get(&format!("/execution/{}/logs", "0".repeat(32))).await;
+    assert_eq!(status, 404);
+}
+
+/// Issue 9: an 8 GiB sparse file in /outbox took 37 s to zip. Over `jobs.max_result_mb` the
+/// job fails at once, saying why, and leaves no result.
+#[tokio::test]
+async fn an_outbox_over_the_result_limit_fails_the_job_without_zipping() {
+    let server = TestServer::start().await;
+    assert_eq!(server.config.jobs.max_result_mb, 1024);
+    let k = server.kabuto("bigresult").await;
+    let image = k.busybox().await;
+    let pipeline = k.pipeline("p").await;
+    let job = k
+        .job(
+            &pipeline,
+            &image,
+            "sh -c 'echo small > /outbox/small; truncate -s 8G /outbox/big'",
+            &[],
+        )
+        .await;
+    let submitted = std::time::Instant::now();
+    k.submit(&pipeline).await;
+    let v = k.wait_job(&pipeline, &job).await;
+    // Starting the container and ending the job, without reading 8 GiB of holes (37 s).
+    let took = submitted.elapsed();
+    assert!(took < Duration::from_secs(10), "the job took {took:?}");
+    assert_eq!(v["state"], "failed", "{v}");
+    let record = job_record(&server, &job);
+    let error = record.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("8192.0 MiB") && error.contains("jobs.max_result_mb"),
+        "{error}"
+    );
+    assert_eq!(record.response, Some(0), "the command itself succeeded");
+    // The log says so too.
+    let logs = k.logs(&job).await;
+    assert!(
+        logs.iter().any(|l| l.contains("jobs.max_result_mb")),
+        "{logs:?}"
+    );
+    // `?result` is an error, not a zip.
+    let r =
+        k.c.get(k.url(&format!("/pipeline/{pipeline}/job/{job}?result")))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_ne!(r.headers()["content-type"], "application/zip");
+    let v = json_of(r).await;
+    assert!(kabuto_error(&v).contains("jobs.max_result_mb"), "{v}");
+    let id = dtaas::core::id::Id::parse(&job).unwrap();
+    assert!(!dtaas::domains::jobs::result_path(&server.data_dir(), id).exists());
+}

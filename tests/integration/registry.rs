@@ -1032,3 +1032,206 @@ async fn garbage_collection_keeps_what_manifests_reference() {
     assert_eq!(report.blobs_removed, 2, "{report:?}");
     assert_eq!(head(layer).await.unwrap().status(), 404);
 }
+
+/// A chunked push by raw HTTP: POST, PATCH with the body, PUT with the digest; the first
+/// response that is not a success, or the PUT's.
+async fn chunked_push(reg: &Reg, repo: &str, bytes: &[u8]) -> (reqwest::Response, String) {
+    use reqwest::Method;
+    let r = reg
+        .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::ACCEPTED {
+        return (r, String::new());
+    }
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = reg
+        .req(Method::PATCH, &location)
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::ACCEPTED {
+        return (r, location);
+    }
+    let r = reg
+        .req(Method::PUT, &format!("{location}?digest={}", digest(bytes)))
+        .send()
+        .await
+        .unwrap();
+    (r, location)
+}
+
+/// The spec's error: (code, message).
+async fn spec_error(r: reqwest::Response) -> (String, String) {
+    let v: Value = r.json().await.unwrap();
+    (
+        v["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn bytes_of(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(seed) % 251) as u8)
+        .collect()
+}
+
+/// Issue 9: registry uploads had no quota. Over `registry.quota_mb` a push is DENIED with a
+/// message saying so and leaves nothing; under it a push works; every repository of an owner
+/// counts against the same quota.
+#[tokio::test]
+async fn pushes_beyond_the_owners_quota_are_denied_and_leave_nothing() {
+    let server = TestServer::start_with(|c| c.registry.quota_mb = 1).await;
+    let (alice_web, alice) = server.user("quota").await;
+    let reg = Reg::new(&server.base, &alice, PASSWORD);
+    let (one, two) = (format!("{alice}/one"), format!("{alice}/two"));
+    use reqwest::Method;
+    let uploads_dir = server.data_dir().join("registry/uploads");
+    let no_uploads_left = || std::fs::read_dir(&uploads_dir).unwrap().count() == 0;
+    let denied = |(code, message): &(String, String)| {
+        code == "DENIED"
+            && message.contains("of a 1 MiB quota (registry.quota_mb)")
+            && message.starts_with("the repository's owner has used")
+    };
+
+    // The attack: 2 MiB, chunked.
+    let big = bytes_of(2 << 20, 1);
+    let (r, location) = chunked_push(&reg, &one, &big).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let e = spec_error(r).await;
+    assert!(denied(&e), "{e:?}");
+    let r = reg
+        .req(Method::HEAD, &format!("/v2/{one}/blobs/{}", digest(&big)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "no blob");
+    // The partial upload is gone, session and file.
+    let r = reg.req(Method::GET, &location).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
+    assert!(no_uploads_left());
+
+    // In one request (`?digest=`), and as the PUT's body: the same.
+    let r = reg
+        .req(
+            Method::POST,
+            &format!("/v2/{one}/blobs/uploads/?digest={}", digest(&big)),
+        )
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(denied(&spec_error(r).await));
+    let r = reg
+        .req(Method::POST, &format!("/v2/{one}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = reg
+        .req(Method::PUT, &format!("{location}?digest={}", digest(&big)))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(denied(&spec_error(r).await));
+    assert!(no_uploads_left());
+
+    // Under the quota: 600 KiB work.
+    let first = bytes_of(600 << 10, 2);
+    let (r, _) = chunked_push(&reg, &one, &first).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Another repository of hers counts against the same quota: 600 KiB more are too many.
+    let second = bytes_of(600 << 10, 3);
+    let (r, _) = chunked_push(&reg, &two, &second).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (code, message) = spec_error(r).await;
+    assert_eq!(code, "DENIED");
+    assert!(message.contains("used 0.6 MiB"), "{message}");
+    // Mounting a blob she holds already costs nothing.
+    let r = reg
+        .req(
+            Method::POST,
+            &format!(
+                "/v2/{two}/blobs/uploads/?mount={}&from={one}",
+                digest(&first)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // What is left (424 KiB) fits exactly; then not even a new upload session starts.
+    let rest = bytes_of(424 << 10, 4);
+    let (r, _) = chunked_push(&reg, &two, &rest).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = reg
+        .req(Method::POST, &format!("/v2/{two}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (code, message) = spec_error(r).await;
+    assert_eq!(code, "DENIED");
+    assert!(message.contains("used 1 MiB of a 1 MiB quota"), "{message}");
+    assert!(no_uploads_left());
+
+    // Another user has a quota of their own.
+    let (_, bob) = server.user("quota-b").await;
+    let bob_reg = Reg::new(&server.base, &bob, PASSWORD);
+    let (r, _) = chunked_push(&bob_reg, &format!("{bob}/one"), &second).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A mount of a blob bob does not hold costs its size: alice lets him read hers, but the
+    // 600 KiB do not fit beside his own.
+    let repo_id = dtaas::domains::registry::meta::repo(&server.app.store, &one)
+        .unwrap()
+        .unwrap()
+        .id;
+    let r = alice_web
+        .post(server.url(&format!("/v1/objects/{repo_id}/access")))
+        .json(&json!({"principal": bob, "capabilities": ["READ"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mount = |repo: String, blob: &[u8]| {
+        bob_reg
+            .req(
+                Method::POST,
+                &format!(
+                    "/v2/{repo}/blobs/uploads/?mount={}&from={one}",
+                    digest(blob)
+                ),
+            )
+            .send()
+    };
+    let r = mount(format!("{bob}/one"), &first).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (code, message) = spec_error(r).await;
+    assert_eq!(code, "DENIED");
+    assert!(message.contains("mounting 0.6 MiB more"), "{message}");
+    // A blob he holds already mounts for free (from his own repository).
+    let r = bob_reg
+        .req(
+            Method::POST,
+            &format!(
+                "/v2/{bob}/two/blobs/uploads/?mount={}&from={bob}/one",
+                digest(&second)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}

@@ -8,7 +8,7 @@ use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::core::secrets::{hex, random_token, secret_hash};
 use crate::core::store::{Store, decode, encode};
-use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
+use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal, PrincipalKind};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,26 @@ pub struct NewApiKey {
     pub secret: String,
 }
 
+/// A key the caller asks for (`POST /v1/api-keys`): users only. A servable acts with the key of
+/// its instance, which is revoked when the instance ends; a key it could mint itself would
+/// outlive it.
+pub fn request_api_key(
+    store: &Store,
+    caller: &Principal,
+    name: &str,
+    expires: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<NewApiKey> {
+    if caller.kind == PrincipalKind::Servable {
+        return Err(Error::forbidden(
+            "a servable cannot create API keys: it acts with its instance's key, which ends \
+             with the instance",
+        ));
+    }
+    create_api_key(store, caller, name, expires, now)
+}
+
+/// Makes a key for `principal` (the appliance itself, e.g. for a servable's instance).
 pub fn create_api_key(
     store: &Store,
     principal: &Principal,

@@ -1,80 +1,317 @@
-//! Failed-login limiting, per client address and per login name, in fixed windows.
+//! Rate limits kept in memory, in fixed windows: failed logins per client address and per login
+//! name ([`LoginLimiter`]), registrations per client address ([`RegistrationLimiter`]); both
+//! count in [`Windows`].
 //!
-//! Only failures count; a success clears the login's counter. Kept in memory: a restart forgets
-//! the counters, which costs an attacker a restart per window and keeps the database out of the
-//! hot path of a password-guessing flood.
+//! Kept in memory: a restart forgets the counters, which costs an attacker a restart per window
+//! and keeps the database out of the hot path of a flood.
 
 use crate::core::clock::Timestamp;
-use crate::core::config::LoginLimitConfig;
+use crate::core::config::{LoginLimitConfig, RegistrationLimitConfig};
 use chrono::Duration;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
+/// Entries kept before stale ones are swept.
+const SWEEP_AT: usize = 10_000;
+
+/// Counters per key in fixed windows: a key's window starts with its first count and lasts
+/// `window`; a key at its limit is blocked until its window ends.
+#[derive(Debug)]
+pub struct Windows {
+    window: Duration,
+    counts: HashMap<String, (Timestamp, u32)>,
+}
+
+impl Windows {
+    pub fn new(window_secs: u64) -> Windows {
+        Windows {
+            window: Duration::seconds(i64::try_from(window_secs).unwrap_or(i64::MAX / 1000)),
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Seconds until `key` may count again, if it has reached `limit` in its window.
+    pub fn blocked_for(&self, key: &str, limit: u32, now: Timestamp) -> Option<u64> {
+        let (start, count) = self.counts.get(key)?;
+        let ends = *start + self.window;
+        (*count >= limit && ends > now)
+            .then(|| u64::try_from((ends - now).num_seconds().max(1)).unwrap_or(1))
+    }
+
+    /// Counts one for `key` (a new window if its last one ended).
+    pub fn count(&mut self, key: &str, now: Timestamp) {
+        if self.counts.len() >= SWEEP_AT {
+            let window = self.window;
+            self.counts.retain(|_, (start, _)| *start + window > now);
+        }
+        let entry = self.counts.entry(key.to_owned()).or_insert((now, 0));
+        if entry.0 + self.window <= now {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Counts one for `key` unless it has reached `limit`: `Err(seconds to wait)` then. The
+    /// check and the count are one step, so callers holding the lock cannot overshoot.
+    pub fn take(&mut self, key: &str, limit: u32, now: Timestamp) -> Result<(), u64> {
+        if limit == 0 {
+            return Err(u64::try_from(self.window.num_seconds().max(1)).unwrap_or(1));
+        }
+        if let Some(wait) = self.blocked_for(key, limit, now) {
+            return Err(wait);
+        }
+        self.count(key, now);
+        Ok(())
+    }
+
+    pub fn forget(&mut self, key: &str) {
+        self.counts.remove(key);
+    }
+}
+
+#[cfg(test)]
+impl Windows {
+    fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+}
+
+/// Failed logins per client address and per login name. Only failures count; a success clears
+/// the login's counter.
 #[derive(Debug)]
 pub struct LoginLimiter {
     per_login: u32,
     per_address: u32,
-    window: Duration,
-    windows: Mutex<HashMap<String, (Timestamp, u32)>>,
+    windows: Mutex<Windows>,
 }
-
-/// Entries kept before stale ones are swept.
-const SWEEP_AT: usize = 10_000;
 
 impl LoginLimiter {
     pub fn new(config: &LoginLimitConfig) -> LoginLimiter {
         LoginLimiter {
             per_login: config.per_login,
             per_address: config.per_address,
-            window: Duration::seconds(i64::try_from(config.window_secs).unwrap_or(i64::MAX / 1000)),
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(Windows::new(config.window_secs)),
         }
     }
 
-    fn keys(addr: IpAddr, login: &str) -> [(String, u32); 2] {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn login_key(login: &str) -> String {
+        format!("login:{}", login.to_lowercase())
+    }
+
+    fn keys(&self, addr: IpAddr, login: &str) -> [(String, u32); 2] {
         [
-            (format!("addr:{addr}"), 0),
-            (format!("login:{}", login.to_lowercase()), 1),
+            (format!("addr:{addr}"), self.per_address),
+            (Self::login_key(login), self.per_login),
         ]
     }
 
     /// Seconds to wait before the next attempt is allowed, if blocked.
     pub fn blocked_for(&self, addr: IpAddr, login: &str, now: Timestamp) -> Option<u64> {
-        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::keys(addr, login)
-            .into_iter()
-            .filter_map(|(key, which)| {
-                let limit = if which == 0 {
-                    self.per_address
-                } else {
-                    self.per_login
-                };
-                let (start, count) = windows.get(&key)?;
-                let ends = *start + self.window;
-                (count >= &limit && ends > now)
-                    .then(|| u64::try_from((ends - now).num_seconds().max(1)).unwrap_or(1))
-            })
+        let windows = self.lock();
+        self.keys(addr, login)
+            .iter()
+            .filter_map(|(key, limit)| windows.blocked_for(key, *limit, now))
             .max()
     }
 
     pub fn record_failure(&self, addr: IpAddr, login: &str, now: Timestamp) {
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        if windows.len() >= SWEEP_AT {
-            let window = self.window;
-            windows.retain(|_, (start, _)| *start + window > now);
-        }
-        for (key, _) in Self::keys(addr, login) {
-            let entry = windows.entry(key).or_insert((now, 0));
-            if entry.0 + self.window <= now {
-                *entry = (now, 0);
-            }
-            entry.1 += 1;
+        let mut windows = self.lock();
+        for (key, _) in self.keys(addr, login) {
+            windows.count(&key, now);
         }
     }
 
     pub fn record_success(&self, login: &str) {
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        windows.remove(&format!("login:{}", login.to_lowercase()));
+        self.lock().forget(&Self::login_key(login));
+    }
+}
+
+/// Registrations per client address (each costs an argon2 hash): at most `per_address` in a
+/// window. An IPv6 client counts by its /64, the block one host usually holds.
+#[derive(Debug)]
+pub struct RegistrationLimiter {
+    per_address: u32,
+    windows: Mutex<Windows>,
+}
+
+impl RegistrationLimiter {
+    pub fn new(config: &RegistrationLimitConfig) -> RegistrationLimiter {
+        RegistrationLimiter {
+            per_address: config.per_address,
+            windows: Mutex::new(Windows::new(config.window_secs)),
+        }
+    }
+
+    fn key(addr: IpAddr) -> String {
+        match addr {
+            IpAddr::V4(v4) => format!("addr:{v4}"),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => format!("addr:{v4}"),
+                None => {
+                    let s = v6.segments();
+                    format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
+
+    /// Counts a registration from `addr`, or refuses it: `Err(seconds to wait)` once the
+    /// address has registered `per_address` times in its window. Checked and counted under one
+    /// lock, so concurrent requests cannot get past the limit.
+    pub fn admit(&self, addr: IpAddr, now: Timestamp) -> Result<(), u64> {
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(&Self::key(addr), self.per_address, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(secs: i64) -> Timestamp {
+        chrono::Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_key_is_blocked_at_its_limit_until_its_window_ends() {
+        let mut w = Windows::new(60);
+        assert_eq!(w.blocked_for("k", 2, at(0)), None);
+        w.count("k", at(0));
+        assert_eq!(w.blocked_for("k", 2, at(1)), None);
+        w.count("k", at(10));
+        // The window started with the first count: it ends at 60.
+        assert_eq!(w.blocked_for("k", 2, at(10)), Some(50));
+        assert_eq!(w.blocked_for("k", 2, at(59)), Some(1));
+        assert_eq!(w.blocked_for("k", 2, at(60)), None);
+        assert_eq!(w.blocked_for("other", 2, at(10)), None, "keys are apart");
+        // A count after the window starts a new one.
+        w.count("k", at(61));
+        assert_eq!(w.blocked_for("k", 2, at(62)), None);
+        w.forget("k");
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn take_checks_and_counts_in_one_step() {
+        let mut w = Windows::new(100);
+        assert_eq!(w.take("k", 3, at(0)), Ok(()));
+        assert_eq!(w.take("k", 3, at(1)), Ok(()));
+        assert_eq!(w.take("k", 3, at(2)), Ok(()));
+        assert_eq!(w.take("k", 3, at(3)), Err(97));
+        assert_eq!(w.take("k", 3, at(99)), Err(1));
+        // Refusals do not count: the window still ends at 100.
+        assert_eq!(w.take("k", 3, at(100)), Ok(()));
+        assert_eq!(
+            w.take("new", 0, at(100)),
+            Err(100),
+            "a limit of 0 refuses all"
+        );
+    }
+
+    #[test]
+    fn stale_windows_are_swept_when_the_map_is_full() {
+        let mut w = Windows::new(10);
+        for i in 0..SWEEP_AT {
+            w.count(&format!("k{i}"), at(0));
+        }
+        assert_eq!(w.len(), SWEEP_AT);
+        w.count("fresh", at(20));
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn registrations_are_limited_per_address() {
+        let limiter = RegistrationLimiter::new(&RegistrationLimitConfig {
+            per_address: 2,
+            window_secs: 3600,
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(limiter.admit(a, at(0)), Ok(()));
+        assert_eq!(limiter.admit(a, at(1)), Ok(()));
+        assert_eq!(limiter.admit(a, at(2)), Err(3598));
+        assert_eq!(limiter.admit(b, at(2)), Ok(()), "another address");
+        assert_eq!(limiter.admit(a, at(3600)), Ok(()), "a new window");
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64() {
+        let limiter = RegistrationLimiter::new(&RegistrationLimitConfig {
+            per_address: 1,
+            window_secs: 3600,
+        });
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limiter.admit(one, at(0)), Ok(()));
+        assert!(limiter.admit(same_64, at(0)).is_err());
+        assert_eq!(limiter.admit(other_64, at(0)), Ok(()));
+        // An IPv4 address written as IPv6 is that IPv4 address.
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(limiter.admit(v4, at(0)), Ok(()));
+        assert!(limiter.admit(mapped, at(0)).is_err());
+    }
+
+    #[test]
+    fn concurrent_registrations_never_pass_the_limit() {
+        let limiter = std::sync::Arc::new(RegistrationLimiter::new(&RegistrationLimitConfig {
+            per_address: 5,
+            window_secs: 3600,
+        }));
+        let addr: IpAddr = "192.0.2.9".parse().unwrap();
+        let threads: Vec<_> = (0..32)
+            .map(|_| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || limiter.admit(addr, at(0)).is_ok())
+            })
+            .collect();
+        let admitted = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address_and_per_login() {
+        let limiter = LoginLimiter::new(&LoginLimitConfig {
+            per_login: 2,
+            per_address: 3,
+            window_secs: 60,
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        limiter.record_failure(a, "Alice", at(0));
+        assert_eq!(limiter.blocked_for(a, "alice", at(0)), None);
+        limiter.record_failure(b, "alice", at(0));
+        assert_eq!(
+            limiter.blocked_for(a, "ALICE", at(0)),
+            Some(60),
+            "per login"
+        );
+        limiter.record_success("alice");
+        assert_eq!(limiter.blocked_for(a, "alice", at(0)), None);
+        limiter.record_failure(a, "bob", at(1));
+        limiter.record_failure(a, "carol", at(2));
+        assert_eq!(
+            limiter.blocked_for(a, "dave", at(2)),
+            Some(58),
+            "per address"
+        );
+        assert_eq!(limiter.blocked_for(b, "dave", at(2)), None);
     }
 }

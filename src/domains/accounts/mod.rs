@@ -12,16 +12,17 @@ mod users;
 
 pub use api_keys::{
     ApiKey, KEY_PREFIX, NewApiKey, api_key_principal, create_api_key, delete_api_key,
-    list_api_keys, revoke_api_key,
+    list_api_keys, request_api_key, revoke_api_key,
 };
 pub use credentials::PasswordLogins;
 pub use limiter::LoginLimiter;
+pub use limiter::RegistrationLimiter;
 pub use password::{burn_verification, hash_password, verify_password};
 pub use sessions::{
-    NewSession, Session, SessionPolicy, create_session, delete_session, session_user,
+    NewSession, Session, SessionPolicy, create_session, delete_session, live_session,
 };
 pub use users::{
-    NewUser, User, confirm, create_user, find_user_by_login, get_user, list_users,
+    NewUser, User, confirm, create_user, find_user_by_login, get_user, list_users, namespace_of,
     registration_mode, set_disabled, set_password, set_registration_mode, set_setting, setting,
     validate_new_account,
 };
@@ -40,6 +41,10 @@ pub(crate) const API_KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("
 pub(crate) const API_KEY_HASHES: TableDefinition<&[u8; 32], u128> =
     TableDefinition::new("api_key_hashes");
 pub(crate) const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// A login's registry namespace (`core::names::slug` of it) -> the user: unique, so that logins
+/// differing only in case, `.`, `_` or `-` cannot share one.
+pub(crate) const USER_NAMESPACES: TableDefinition<&str, u128> =
+    TableDefinition::new("user_namespaces");
 
 pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(USERS)?;
@@ -49,7 +54,7 @@ pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(API_KEYS)?;
     txn.open_table(API_KEY_HASHES)?;
     txn.open_table(SETTINGS)?;
-    Ok(())
+    users::index_namespaces(txn)
 }
 
 /// The principal of an account, unless it is disabled.

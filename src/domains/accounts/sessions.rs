@@ -1,6 +1,10 @@
 //! Login sessions, stored in redb under the SHA-256 of their token so that a copy of the
 //! database does not hand out live sessions. They survive restarts and end after an idle timeout
 //! or an absolute lifetime, whichever comes first.
+//!
+//! A session made by signing in on an app's own host (the app proxy's host form) is scoped to
+//! that app: it is good for requests to that app alone, so that a cookie the app gets hold of
+//! can never act on the appliance's API.
 
 use super::SESSIONS;
 use crate::core::clock::Timestamp;
@@ -14,6 +18,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub user: Id,
+    /// The one app (servable) the session is good for; `None`: the appliance itself.
+    #[serde(default)]
+    pub scope: Option<Id>,
     pub created: Timestamp,
     pub last_seen: Timestamp,
     pub expires: Timestamp,
@@ -47,12 +54,14 @@ pub struct NewSession {
 pub fn create_session(
     store: &Store,
     user: Id,
+    scope: Option<Id>,
     policy: &SessionPolicy,
     now: Timestamp,
 ) -> Result<NewSession> {
     let token = random_token();
     let session = Session {
         user,
+        scope,
         created: now,
         last_seen: now,
         expires: now + policy.lifetime,
@@ -71,14 +80,14 @@ pub fn delete_session(store: &Store, token: &str) -> Result<()> {
     Ok(())
 }
 
-/// The user of a live session; ends expired ones on the way.
-pub fn session_user(
+/// A live session; ends expired ones on the way.
+pub fn live_session(
     store: &Store,
     token: &str,
     policy: &SessionPolicy,
     now: Timestamp,
-) -> Result<Id> {
-    lookup(store, token, policy, now).map(|s| s.user)
+) -> Result<Session> {
+    lookup(store, token, policy, now)
 }
 
 /// Finds a live session; ends expired ones on the way.

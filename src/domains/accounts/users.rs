@@ -1,13 +1,14 @@
 //! User accounts: the `users` table and its two unique indexes (login and email, both compared
 //! case-insensitively).
 
-use super::{SESSIONS, SETTINGS, USER_EMAILS, USER_LOGINS, USERS};
+use super::{SESSIONS, SETTINGS, USER_EMAILS, USER_LOGINS, USER_NAMESPACES, USERS};
 use crate::core::clock::Timestamp;
 use crate::core::config::RegistrationMode;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::names::slug;
 use crate::core::secrets::{constant_time_eq, hex, secret_hash};
-use crate::core::store::{Store, decode, encode};
+use crate::core::store::{Store, StoreError, decode, encode};
 use crate::domains::authz::{self, Caps, Kind, ObjectMeta};
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,16 @@ pub fn create_user(store: &Store, new: NewUser, now: Timestamp) -> Result<User> 
             )));
         }
         logins.insert(login_key.as_str(), user.id.0)?;
+        let namespace = slug(&user.login);
+        let mut namespaces = txn.open_table(USER_NAMESPACES)?;
+        if namespaces.get(namespace.as_str())?.is_some() {
+            return Err(Error::conflict(format!(
+                "login {:?} is too close to an existing one: logins that differ only in case, \
+                 '.', '_' or '-' would share the registry namespace {namespace}/",
+                user.login
+            )));
+        }
+        namespaces.insert(namespace.as_str(), user.id.0)?;
         if let Some(email) = &user.email {
             let mut emails = txn.open_table(USER_EMAILS)?;
             let email_key = email.to_lowercase();
@@ -145,6 +156,30 @@ pub fn create_user(store: &Store, new: NewUser, now: Timestamp) -> Result<User> 
     )?;
     txn.commit()?;
     Ok(user)
+}
+
+/// The registry namespace of an account (`<namespace>/...` repositories are its alone).
+pub fn namespace_of(store: &Store, account: Id) -> Result<Option<String>> {
+    Ok(get_user(store, account)?.map(|u| slug(&u.login)))
+}
+
+/// Fills the namespace index of a database made before it existed (first come keeps a
+/// namespace two old logins would share).
+pub(super) fn index_namespaces(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut namespaces = txn.open_table(USER_NAMESPACES)?;
+    if namespaces.first()?.is_some() {
+        return Ok(());
+    }
+    let users = txn.open_table(USERS)?;
+    for entry in users.iter()? {
+        let (id, v) = entry?;
+        let user: User = decode(v.value())?;
+        let namespace = slug(&user.login);
+        if namespaces.get(namespace.as_str())?.is_none() {
+            namespaces.insert(namespace.as_str(), id.value())?;
+        }
+    }
+    Ok(())
 }
 
 pub fn get_user(store: &Store, id: Id) -> Result<Option<User>> {

@@ -453,7 +453,8 @@ fn place_attachments(
     for (name, staged) in files {
         crate::core::fs::move_file(staged, &inbox.join(name)).map_err(io)?;
     }
-    Ok(())
+    // Read-only in the container, by whatever user the image runs as.
+    crate::core::fs::open_for_containers(&inbox).map_err(io)
 }
 
 /// A job of a pipeline the caller may use with `cap` (checked on the pipeline).

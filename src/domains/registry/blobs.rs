@@ -6,8 +6,12 @@
 //! recomputed from the file after a restart). Committing checks the digest, fsyncs the file,
 //! renames it into place and fsyncs the directory: a crash at any point leaves either no blob or
 //! a whole, verified one.
+//!
+//! An upload may be bounded by a quota [`Grant`]: each chunk's bytes are taken from it before
+//! they are written, and the upload stops at the first that does not fit.
 
 use super::error::{Code, RResult, RegistryError};
+use super::quota::{Grant, Quota, QuotaLedger};
 use crate::core::id::Id;
 use crate::core::secrets::hex;
 use bytes::Bytes;
@@ -26,7 +30,13 @@ pub struct BlobStore {
     hashers: Mutex<HashMap<String, (Sha256, u64)>>,
     /// Uploads with a request in flight (a second one at the same time is refused).
     busy: Mutex<HashSet<String>>,
+    /// The quota budgets of owners with uploads in flight.
+    quota: QuotaLedger,
 }
+
+/// What is read and dropped of a body after its upload was refused, so that the client, still
+/// sending, reads the answer instead of a reset connection; a longer body is cut off.
+const DRAIN_AFTER_REFUSAL: u64 = 64 << 20;
 
 fn io_error(e: std::io::Error) -> RegistryError {
     tracing::error!("registry storage: {e}");
@@ -55,7 +65,21 @@ impl BlobStore {
             root,
             hashers: Mutex::new(HashMap::new()),
             busy: Mutex::new(HashSet::new()),
+            quota: QuotaLedger::default(),
         })
+    }
+
+    /// The quota budgets of uploads in flight.
+    pub fn quota(&self) -> &QuotaLedger {
+        &self.quota
+    }
+
+    /// The bytes the files of these uploads hold (those gone count 0).
+    pub fn uploads_bytes(&self, ids: &[String]) -> u64 {
+        ids.iter()
+            .filter_map(|id| std::fs::metadata(self.upload_path(id)).ok())
+            .map(|m| m.len())
+            .fold(0, u64::saturating_add)
     }
 
     pub fn blob_path(&self, digest: &str) -> PathBuf {
@@ -110,12 +134,16 @@ impl BlobStore {
     }
 
     /// Appends a request body to an upload. `start` is the client's Content-Range start: it must
-    /// be where the upload ends (416 otherwise). Returns the upload's new size.
+    /// be where the upload ends (416 otherwise). Returns the upload's new size. With a `grant`,
+    /// each chunk is taken from it before it is written: at the first that does not fit the
+    /// writing stops (what was written stays, for the caller to remove) and the answer is the
+    /// quota's DENIED.
     pub async fn append<E: std::fmt::Display>(
         &self,
         id: &str,
         body: impl Stream<Item = Result<Bytes, E>> + Send,
         start: Option<u64>,
+        grant: Option<&Grant<'_>>,
     ) -> RResult<u64> {
         let _busy = self.mark_busy(id)?;
         let current = self.upload_size(id).await?;
@@ -151,9 +179,24 @@ impl BlobStore {
         });
         let mut stream = std::pin::pin!(body);
         let mut broken = None;
+        let mut refused = None;
+        let mut taken = 0u64;
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(bytes) => {
+                    if let Some(grant) = grant {
+                        let len = bytes.len() as u64;
+                        if !grant.take(len) {
+                            // The usage as it was before this request.
+                            let quota = grant.quota();
+                            refused = Some(Quota {
+                                used: quota.used.saturating_sub(taken),
+                                ..quota
+                            });
+                            break;
+                        }
+                        taken += len;
+                    }
                     if tx.send(bytes).await.is_err() {
                         break;
                     }
@@ -165,6 +208,14 @@ impl BlobStore {
             }
         }
         drop(tx);
+        if refused.is_some() {
+            let mut drained = 0u64;
+            while drained < DRAIN_AFTER_REFUSAL
+                && let Some(Ok(bytes)) = stream.next().await
+            {
+                drained += bytes.len() as u64;
+            }
+        }
         let (hasher, size) = writer
             .await
             .map_err(|e| io_error(std::io::Error::other(e)))?
@@ -173,6 +224,9 @@ impl BlobStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.to_owned(), (hasher, size));
+        if let Some(quota) = refused {
+            return Err(quota.denied("this upload would go beyond it"));
+        }
         if let Some(e) = broken {
             return Err(RegistryError::new(
                 Code::BlobUploadInvalid,

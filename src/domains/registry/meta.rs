@@ -476,24 +476,137 @@ pub fn known_blobs(store: &Store) -> Result<std::collections::HashSet<String>> {
     Ok(out)
 }
 
-/// Whether a principal may create a repository of this name: the first path component of a
-/// name may not be another user's login.
+/// Whether a principal may create a repository of this name. A name with a `/` starts with a
+/// namespace: the slug of a login, which is that user's alone (a servable's is its owner's),
+/// whether or not a user of that login exists yet. Names without `/` are first come, first
+/// served; admins may create anything.
 pub fn may_create(store: &Store, principal: &Principal, name: &str) -> Result<bool> {
     if principal.admin {
         return Ok(true);
     }
-    let first = name.split('/').next().unwrap_or(name);
-    if !name.contains('/') {
+    let Some((namespace, _)) = name.split_once('/') else {
         return Ok(true);
-    }
-    let mine = super::names::sanitize_component(&principal.name);
-    if first == mine {
-        return Ok(true);
-    }
-    for user in accounts::list_users(store)? {
-        if super::names::sanitize_component(&user.login) == first {
-            return Ok(false);
+    };
+    Ok(accounts::namespace_of(store, principal.owner())?.is_some_and(|mine| mine == namespace))
+}
+
+/// What counts against a user's registry quota (`registry.quota_mb`, see `quota`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OwnerUsage {
+    /// The distinct blobs linked to the repositories the user owns.
+    pub blobs: std::collections::HashSet<String>,
+    /// Their total size (a blob linked to several of them counts once).
+    pub blob_bytes: u64,
+    /// The upload sessions into those repositories (their files' sizes count too).
+    pub uploads: Vec<String>,
+}
+
+/// The blobs and uploads of the repositories `owner` owns, in one read transaction.
+pub fn owner_usage(store: &Store, owner: Id) -> Result<OwnerUsage> {
+    let txn = store.read()?;
+    let mut repos = std::collections::HashSet::new();
+    for entry in txn.open_table(REPOS)?.iter()? {
+        let (k, v) = entry?;
+        let repo: Repo = decode(v.value())?;
+        if repo.owner == owner {
+            repos.insert(k.value().to_owned());
         }
     }
-    Ok(true)
+    let mut usage = OwnerUsage::default();
+    let links = txn.open_table(REPO_BLOBS)?;
+    let blobs = txn.open_table(BLOBS)?;
+    for repo in &repos {
+        let (lo, hi) = repo_range(repo);
+        for entry in links.range((lo.as_str(), "")..(hi.as_str(), ""))? {
+            let (k, _) = entry?;
+            let digest = k.value().1;
+            if usage.blobs.contains(digest) {
+                continue;
+            }
+            if let Some(v) = blobs.get(digest)? {
+                let record: BlobRecord = decode(v.value())?;
+                usage.blob_bytes = usage.blob_bytes.saturating_add(record.size);
+            }
+            usage.blobs.insert(digest.to_owned());
+        }
+    }
+    for entry in txn.open_table(UPLOADS)?.iter()? {
+        let (_, v) = entry?;
+        let upload: Upload = decode(v.value())?;
+        if repos.contains(&upload.repo) {
+            usage.uploads.push(upload.id);
+        }
+    }
+    Ok(usage)
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+
+    #[test]
+    fn a_users_usage_counts_each_blob_of_their_repositories_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        let (alice, bob) = (Id::new(), Id::new());
+        let now = chrono::Utc::now();
+        create_repo(&store, alice, "a/one", now).unwrap();
+        create_repo(&store, alice, "a/two", now).unwrap();
+        create_repo(&store, bob, "b/one", now).unwrap();
+        assert_eq!(owner_usage(&store, alice).unwrap(), OwnerUsage::default());
+
+        add_blob(&store, "a/one", "sha256:aa", 100, 0).unwrap();
+        add_blob(&store, "a/one", "sha256:bb", 20, 0).unwrap();
+        // The same blob in her second repository counts once.
+        assert!(link_blob(&store, "a/two", "sha256:aa", 0).unwrap());
+        add_blob(&store, "b/one", "sha256:cc", 5000, 0).unwrap();
+        assert!(link_blob(&store, "b/one", "sha256:aa", 0).unwrap());
+        // A repository whose name starts like hers is not hers.
+        create_repo(&store, bob, "a/one-more", now).unwrap();
+        add_blob(&store, "a/one-more", "sha256:dd", 7000, 0).unwrap();
+        create_upload(
+            &store,
+            &Upload {
+                id: "u1".into(),
+                repo: "a/two".into(),
+                principal: bob,
+                created: 0,
+            },
+        )
+        .unwrap();
+        create_upload(
+            &store,
+            &Upload {
+                id: "u2".into(),
+                repo: "b/one".into(),
+                principal: alice,
+                created: 0,
+            },
+        )
+        .unwrap();
+
+        let usage = owner_usage(&store, alice).unwrap();
+        assert_eq!(usage.blob_bytes, 120);
+        assert_eq!(
+            usage.blobs,
+            ["sha256:aa", "sha256:bb"]
+                .map(str::to_owned)
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(
+            usage.uploads,
+            vec!["u1".to_owned()],
+            "uploads into her repositories"
+        );
+        let usage = owner_usage(&store, bob).unwrap();
+        assert_eq!(usage.blob_bytes, 12_100);
+        assert_eq!(usage.uploads, vec!["u2".to_owned()]);
+
+        // Unlinked from one repository, still in the other: still counted; from both: not.
+        unlink_blob(&store, "a/one", "sha256:aa").unwrap();
+        assert_eq!(owner_usage(&store, alice).unwrap().blob_bytes, 120);
+        unlink_blob(&store, "a/two", "sha256:aa").unwrap();
+        assert_eq!(owner_usage(&store, alice).unwrap().blob_bytes, 20);
+    }
 }

@@ -1,7 +1,7 @@
 //! The registry's storage and metadata: repositories (objects of the shared model), manifests
 //! and tags in redb (`meta`), blob contents as files (`blobs`), names and digests as the
 //! distribution spec defines them (`names`), image manifests read as typed documents
-//! (`manifest`), and online garbage collection (`gc`). The `/v2` protocol is a face
+//! (`manifest`), the per-user quota (`quota`), and online garbage collection (`gc`). The `/v2` protocol is a face
 //! (`faces::v2`); moving images to and from the engine is the engine layer's
 //! (`engine::registry_sync`).
 
@@ -11,5 +11,6 @@ pub mod gc;
 pub mod manifest;
 pub mod meta;
 pub mod names;
+pub mod quota;
 
 pub(crate) use meta::init_tables;

@@ -97,20 +97,8 @@ pub fn digest_of(bytes: &[u8]) -> String {
     )
 }
 
-/// One path component of a repository name made from free text (a login, an image name):
-/// lower case, runs of anything but letters and digits become one `-`.
-pub fn sanitize_component(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    let out = out.trim_end_matches('-').to_owned();
-    if out.is_empty() { "x".to_owned() } else { out }
-}
+/// One path component of a repository name made from free text (a login, an image name).
+pub use crate::core::names::slug as sanitize_component;
 
 #[cfg(test)]
 mod tests {

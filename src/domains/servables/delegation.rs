@@ -2,9 +2,10 @@
 //!
 //! A prototype's `capabilities` (object id -> capabilities) and its `config-capabilities`
 //! (applied to the ids found at the same places in the servable's config) say what a servable
-//! needs. When an instance starts, whatever of that the running principal holds is granted to
-//! the servable at once; the rest becomes a pending delegation request addressed to that
-//! principal, who grants or refuses it. A servable never gets more than its runner holds: a
+//! needs. When an instance starts and the runner's account owns both the servable and its
+//! prototype, whatever of that the runner holds (not counting admin powers) is granted to the
+//! servable at once; everything else becomes a pending delegation request addressed to the
+//! runner, who grants or refuses it. A servable never gets more than its runner holds: a
 //! grant is only ever made from what the granting principal holds at that moment.
 //!
 //! Requests are objects: the runner's account owns them (the runner, when a servable, holds every
@@ -157,13 +158,21 @@ pub(crate) fn delegate(
     now: Timestamp,
 ) -> Result<Vec<DelegationRequest>> {
     let wanted = needs(prototype, servable);
+    // Granted without asking only when the runner's account owns both the servable and its
+    // prototype: code someone else wrote, or a servable someone else configured, gets nothing
+    // of the runner's without the runner saying so. Admin powers never grant by themselves.
+    let automatic = runner.owner() == servable.owner && prototype.owner == runner.owner();
+    let as_itself = Principal {
+        admin: false,
+        ..runner.clone()
+    };
     let mut split = Vec::new();
     {
         let acl = Acl::write(txn)?;
         for (object, need, reason) in wanted {
             let held = match acl.object(object)? {
-                Some(meta) => acl.caps(runner, &meta)?,
-                None => Caps::NONE,
+                Some(meta) if automatic => acl.caps(&as_itself, &meta)?,
+                _ => Caps::NONE,
             };
             let granted = Caps(need.0 & held.0);
             let missing = Caps(need.0 & !held.0);

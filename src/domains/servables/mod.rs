@@ -109,8 +109,10 @@ impl ServableType {
     }
 }
 
-/// What a servable's container may use. Sizes in megabytes; zero means "no limit" (or, for
-/// `shm`, the engine's default of 64 MB).
+/// What a servable's container may use. Sizes in megabytes. Zero means the appliance's default:
+/// `servables.default_cpus` and `servables.default_memory_mb` for `cpu_cores` and `ram`, the
+/// engine's 64 MB for `shm`, no separate limit for `disk`; every container also has the
+/// `servables.pids` process limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Resources {
@@ -387,6 +389,51 @@ pub fn servable_principal(store: &Store, id: Id) -> Result<Option<Principal>> {
         admin: false,
         user: servable.owner,
     }))
+}
+
+/// Which of the running servables may reach which over the network: `(from, to)` for every pair
+/// where `from`'s principal holds READ or REQUEST on `to` or on `to`'s running instance (a
+/// config names either: the seed's app reads its daemon's instance). `running` holds
+/// (servable, instance) pairs. One read of the store.
+pub fn reachable(store: &Store, running: &[(Id, Id)]) -> Result<Vec<(Id, Id)>> {
+    let txn = store.read()?;
+    let acl = authz::Acl::read(&txn)?;
+    let table = txn.open_table(SERVABLES)?;
+    let mut principals = Vec::new();
+    let mut targets = Vec::new();
+    for (servable_id, instance_id) in running {
+        let Some(servable) = get_record::<Servable>(&table, *servable_id)? else {
+            continue;
+        };
+        let metas: Vec<ObjectMeta> = [*servable_id, *instance_id]
+            .into_iter()
+            .filter_map(|id| acl.object(id).transpose())
+            .collect::<Result<_>>()?;
+        principals.push(Principal {
+            id: servable.id,
+            kind: PrincipalKind::Servable,
+            name: servable.name,
+            admin: false,
+            user: servable.owner,
+        });
+        targets.push((servable.id, metas));
+    }
+    let reach = Caps::of(&[Capability::Read, Capability::Request]);
+    let mut out = Vec::new();
+    for from in &principals {
+        for (to, metas) in &targets {
+            if from.id == *to {
+                continue;
+            }
+            for meta in metas {
+                if acl.caps(from, meta)?.0 & reach.0 != 0 {
+                    out.push((from.id, *to));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Records a new object made by `creator`: owned by its account; a servable creator also holds

@@ -6,7 +6,7 @@ use crate::core::config::RegistrationMode;
 use crate::core::error::{Error, Result};
 use crate::core::secrets::random_token;
 use crate::domains::accounts::{self, NewUser};
-use crate::faces::auth::{Auth, ClientAddr, SESSION_COOKIE};
+use crate::faces::auth::{AppHost, Auth, ClientAddr, SESSION_COOKIE};
 use crate::faces::body::FormOrJson;
 use crate::faces::state::App;
 use axum::extract::{Path, State};
@@ -35,8 +35,12 @@ struct RegisterForm {
     email: String,
 }
 
+/// Registers an account (unconfirmed; the answer carries the confirmation token). Each costs an
+/// argon2 hash: at most `registration_limit.per_address` per client address in a window, 429
+/// with `Retry-After` beyond.
 async fn register(
     State(app): State<App>,
+    ClientAddr(addr): ClientAddr,
     FormOrJson(form): FormOrJson<RegisterForm>,
 ) -> Result<Json<Value>> {
     if accounts::registration_mode(&app.store, app.config.registration)? == RegistrationMode::Closed
@@ -53,6 +57,10 @@ async fn register(
             form.login
         )));
     }
+    // Counted before the hash, checked and counted in one step.
+    app.registrations
+        .admit(addr, app.now())
+        .map_err(|retry_after| Error::RateLimited { retry_after })?;
     let token = random_token();
     let confirm_token = token.clone();
     app.blocking(move |app| {
@@ -131,19 +139,23 @@ async fn login_page(
     )
 }
 
+/// Logs in: a session cookie. On an app's own host (the proxy's `/.dtaas/login`), the session
+/// is good for that app alone.
 async fn login(
     State(app): State<App>,
     ClientAddr(addr): ClientAddr,
+    app_host: Option<axum::Extension<AppHost>>,
     jar: CookieJar,
     FormOrJson(form): FormOrJson<LoginForm>,
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse;
     let now = app.now();
+    let scope = app_host.map(|axum::Extension(AppHost(id))| id);
     let (login, password) = (form.login, form.password);
     let session = app
         .blocking(move |app| {
             let user = app.logins.login(&app.store, addr, &login, &password, now)?;
-            accounts::create_session(&app.store, user.id, &app.sessions, now)
+            accounts::create_session(&app.store, user.id, scope, &app.sessions, now)
         })
         .await?;
     let max_age = (session.session.expires - now).num_seconds().max(0);

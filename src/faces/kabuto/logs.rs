@@ -1,39 +1,27 @@
 //! Execution logs on the kabuto face (seed 003): every line of a job, or the lines after a log
-//! id, as `[{"id", "job", "logline"}]`.
+//! id, as `[{"id", "job", "logline"}]`, streamed a page at a time (`views::log_lines`).
 
 use crate::core::error::{Error, Result};
 use crate::domains::authz::{Capability, Principal};
 use crate::domains::jobs;
-use crate::domains::logs;
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
 use crate::faces::state::App;
 use crate::faces::views;
-use axum::Json;
 use axum::extract::{Path, State};
-use serde_json::Value;
+use axum::response::Response;
 
-async fn read_logs_json(
-    app: &App,
-    caller: &Principal,
-    job: &str,
-    after: u64,
-) -> Result<Json<Value>> {
+async fn read_logs_json(app: &App, caller: &Principal, job: &str, after: u64) -> Result<Response> {
     let job = parse_id(job, "Job")?;
     jobs::job_for(&app.store, caller, None, job, Capability::Read)?;
-    let lines = app
-        .blocking(move |app| logs::read_logs(&app.store, job, after, usize::MAX))
-        .await?;
-    Ok(Json(Value::Array(
-        lines.iter().map(views::log_line).collect(),
-    )))
+    views::log_lines(app, job, after).await
 }
 
 pub(super) async fn logs(
     State(app): State<App>,
     Auth(p): Auth,
     Path(job): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     read_logs_json(&app, &p, &job, 0).await
 }
 
@@ -41,7 +29,7 @@ pub(super) async fn logs_after(
     State(app): State<App>,
     Auth(p): Auth,
     Path((job, log_id)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let after = log_id
         .parse::<u64>()
         .map_err(|_| Error::bad_request(format!("log id {log_id:?} is not a number")))?;

@@ -23,7 +23,7 @@ use crate::core::id::Id;
 use crate::domains::accounts::KEY_PREFIX;
 use crate::domains::authz::{self, Capability, Kind, Principal};
 use crate::domains::servables;
-use crate::faces::auth::{self, Authorization, Credential, SESSION_COOKIE};
+use crate::faces::auth::{self, AppHost, Authorization, Credential, Scope};
 use crate::faces::errors;
 use crate::faces::state::App;
 use axum::Router;
@@ -91,7 +91,10 @@ pub async fn host_layer(State(app): State<App>, request: Request, next: Next) ->
             ))
             .await;
         }
-        // The router serves these paths itself (see `faces::kabuto`), for this host.
+        // The router serves these paths itself (see `faces::kabuto`), for this host: what is
+        // signed in here is good for this app alone.
+        let mut request = request;
+        request.extensions_mut().insert(AppHost(id));
         return next.run(request).await;
     }
     forward(&app, id, request, Mount::Host).await
@@ -276,7 +279,7 @@ async fn try_forward(
 /// a browser navigating to the app is sent to the login page and comes back after; anything else
 /// gets a 401.
 async fn check_access(app: &App, id: Id, request: &Parts, mount: Mount) -> Result<(), Response> {
-    let principal = match credentials(app, request).await {
+    let principal = match credentials(app, request, id).await {
         Some(Ok(principal)) => principal,
         Some(Err(Error::Unauthorized(message))) => {
             return Err(login_required(request, mount, &message).await);
@@ -304,7 +307,7 @@ async fn check_access(app: &App, id: Id, request: &Parts, mount: Mount) -> Resul
 /// `Authorization: Bearer dtaas_...` (an appliance API key) or else the session cookie. `None`
 /// when neither is present. Unlike the kabuto face and /v1, other `Authorization` values are
 /// not an error here: they belong to the app (its own tokens, Basic auth) and pass through.
-async fn credentials(app: &App, request: &Parts) -> Option<Result<Principal>> {
+async fn credentials(app: &App, request: &Parts, id: Id) -> Option<Result<Principal>> {
     let headers = &request.headers;
     let credential = match auth::authorization(headers) {
         Authorization::Bearer(token) if token.starts_with(KEY_PREFIX) => Credential::ApiKey(token),
@@ -321,15 +324,7 @@ async fn credentials(app: &App, request: &Parts) -> Option<Result<Principal>> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    Some(auth::resolve(app, credential, addr).await)
-}
-
-/// The key of an `Authorization: Bearer dtaas_...` header.
-fn appliance_api_key(headers: &HeaderMap) -> Option<String> {
-    match auth::authorization(headers) {
-        Authorization::Bearer(token) if token.starts_with(KEY_PREFIX) => Some(token),
-        _ => None,
-    }
+    Some(auth::resolve(app, credential, addr, Scope::App(id)).await)
 }
 
 /// 303 to the login page for a browser's page load (it returns to the same URL once logged in),
@@ -409,59 +404,76 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Removes the appliance's own credentials: the session cookie (other cookies are the app's) and
-/// an appliance API key. An app must not be able to act as its visitors.
+/// Removes the appliance's own credentials, every occurrence, reading the headers as bytes and
+/// failing closed: an `Authorization` value that is an appliance API key (Bearer, or Basic with
+/// a key as the password), or that cannot be read, is dropped; the app's own schemes pass. The
+/// session cookie is taken out of every `Cookie` header (the app's cookies stay, whatever bytes
+/// they hold). An app must not be able to act as its visitors.
 fn strip_credentials(headers: &mut HeaderMap) {
-    if appliance_api_key(headers).is_some() {
-        headers.remove(header::AUTHORIZATION);
-    }
-    if auth::session_cookie(headers).is_none() {
-        return;
-    }
-    let kept: Vec<&str> = headers
-        .get_all(header::COOKIE)
+    let authorizations: Vec<HeaderValue> = headers
+        .get_all(header::AUTHORIZATION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| {
-            !pair.is_empty()
-                && pair
-                    .split_once('=')
-                    .is_none_or(|(name, _)| name.trim() != SESSION_COOKIE)
-        })
+        .cloned()
         .collect();
-    let kept = kept.join("; ");
+    headers.remove(header::AUTHORIZATION);
+    for value in authorizations {
+        let keep = match auth::parse_authorization(value.as_bytes()) {
+            Authorization::Bearer(token) => !token.starts_with(KEY_PREFIX),
+            Authorization::Basic { secret, .. } => !secret.starts_with(KEY_PREFIX),
+            Authorization::Other => true,
+            Authorization::Absent | Authorization::Malformed => false,
+        };
+        if keep {
+            headers.append(header::AUTHORIZATION, value);
+        }
+    }
+    let cookies: Vec<HeaderValue> = headers.get_all(header::COOKIE).iter().cloned().collect();
     headers.remove(header::COOKIE);
-    if !kept.is_empty()
-        && let Ok(value) = HeaderValue::try_from(kept)
-    {
-        headers.insert(header::COOKIE, value);
+    for value in cookies {
+        if let Some(kept) = without_session_cookie(value.as_bytes()) {
+            headers.append(header::COOKIE, kept);
+        }
     }
 }
 
-/// Drops an app's `Set-Cookie` for the session cookie: on the path form the app shares the
-/// appliance's origin and could otherwise replace its visitors' sessions (session fixation).
-fn strip_session_cookie_setters(headers: &mut HeaderMap) {
-    let sets_session = |v: &HeaderValue| {
-        v.to_str().is_ok_and(|v| {
-            v.trim_start()
-                .split_once('=')
-                .is_some_and(|(name, _)| name.trim() == SESSION_COOKIE)
-        })
-    };
-    if !headers.get_all(header::SET_COOKIE).iter().any(sets_session) {
-        return;
+/// A `Cookie` header's pairs without the session cookie; `None` when nothing is left.
+fn without_session_cookie(value: &[u8]) -> Option<HeaderValue> {
+    let kept: Vec<&[u8]> = value
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty() && !auth::is_session_cookie(cookie_name(pair)))
+        .collect();
+    if kept.is_empty() {
+        return None;
     }
-    let kept: Vec<HeaderValue> = headers
+    HeaderValue::from_bytes(&kept.join(&b"; "[..])).ok()
+}
+
+/// The name of a `name=value` cookie pair (the whole pair when it has no `=`).
+fn cookie_name(pair: &[u8]) -> &[u8] {
+    match pair.iter().position(|b| *b == b'=') {
+        Some(at) => pair[..at].trim_ascii(),
+        None => pair,
+    }
+}
+
+/// Drops an app's `Set-Cookie` for the session cookie (read as bytes, any spelling), and any
+/// `Set-Cookie` whose name cannot be told: on the path form the app shares the appliance's
+/// origin and could otherwise replace its visitors' sessions (session fixation).
+fn strip_session_cookie_setters(headers: &mut HeaderMap) {
+    let setters: Vec<HeaderValue> = headers
         .get_all(header::SET_COOKIE)
         .iter()
-        .filter(|v| !sets_session(v))
         .cloned()
         .collect();
     headers.remove(header::SET_COOKIE);
-    for value in kept {
-        headers.append(header::SET_COOKIE, value);
+    for value in setters {
+        let bytes = value.as_bytes();
+        let first = bytes.split(|b| *b == b';').next().unwrap_or_default();
+        let named = first.contains(&b'=');
+        if named && !auth::is_session_cookie(cookie_name(first)) {
+            headers.append(header::SET_COOKIE, value);
+        }
     }
 }
 
@@ -567,4 +579,68 @@ fn bad_gateway(error: &hyper_util::client::legacy::Error, port: u16) -> Error {
 /// (if any) this response passes through on its way out.
 async fn error_response(error: Error) -> Response {
     errors::v1_response(error).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_bytes(value).expect("value"),
+            );
+        }
+        h
+    }
+
+    fn values<'a>(h: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
+        h.get_all(name).iter().map(HeaderValue::as_bytes).collect()
+    }
+
+    #[test]
+    fn the_session_cookie_goes_from_every_cookie_header_whatever_bytes_are_there() {
+        let mut h = with(&[
+            ("cookie", b"dtaas_session=s3cret; p=\xe9"),
+            ("cookie", b"a=1;DTAAS_SESSION=other; b=2"),
+            ("cookie", b"dtaas_session=only"),
+        ]);
+        strip_credentials(&mut h);
+        assert_eq!(values(&h, "cookie"), [&b"p=\xe9"[..], b"a=1; b=2"]);
+    }
+
+    #[test]
+    fn appliance_keys_go_from_every_authorization_header_and_unreadable_ones_too() {
+        let basic_key = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "u:dtaas_k")
+        );
+        let mut h = with(&[
+            ("authorization", b"Basic dXNlcjpwYXNz"),
+            ("authorization", b"Bearer dtaas_secret"),
+            ("authorization", basic_key.as_bytes()),
+            ("authorization", b"Bearer \xe9dtaas_x"),
+            ("authorization", b"Bearer app-token"),
+            ("authorization", b"Digest x"),
+        ]);
+        strip_credentials(&mut h);
+        assert_eq!(
+            values(&h, "authorization"),
+            [&b"Basic dXNlcjpwYXNz"[..], b"Bearer app-token", b"Digest x"]
+        );
+    }
+
+    #[test]
+    fn an_app_cannot_set_the_session_cookie_in_any_spelling() {
+        let mut h = with(&[
+            ("set-cookie", b"dtaas_session=fixed; Path=/; X=\xe9"),
+            ("set-cookie", b" Dtaas_Session =fixed"),
+            ("set-cookie", b"no-equals-sign"),
+            ("set-cookie", b"theme=dark; Path=/"),
+        ]);
+        strip_session_cookie_setters(&mut h);
+        assert_eq!(values(&h, "set-cookie"), [&b"theme=dark; Path=/"[..]]);
+    }
 }

@@ -111,7 +111,7 @@ async fn create_key(
         .map(|d| now + Duration::days(i64::from(d)));
     let created = app
         .blocking(move |app| {
-            accounts::create_api_key(&app.store, &principal, &body.name, expires, now)
+            accounts::request_api_key(&app.store, &principal, &body.name, expires, now)
         })
         .await?;
     Ok((

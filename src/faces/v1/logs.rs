@@ -1,4 +1,5 @@
-//! Log lines of jobs and instances on /v1: stored lines as JSON, or a live stream
+//! Log lines of jobs and instances on /v1: stored lines as JSON (streamed a page at a time), or
+//! a live stream
 //! (`?follow=1`: server-sent events, one `log` event per line, an `end` event when the owner
 //! has ended).
 
@@ -7,7 +8,6 @@ use crate::core::id::Id;
 use crate::domains::logs::{self, LogLine};
 use crate::faces::state::App;
 use crate::faces::views;
-use axum::Json;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -44,11 +44,7 @@ pub async fn log_response(
         .as_deref()
         .is_some_and(|f| !matches!(f, "0" | "false" | "no"));
     if !follow {
-        let after = q.after;
-        let lines = app
-            .blocking(move |app| logs::read_logs(&app.store, id, after, usize::MAX))
-            .await?;
-        return Ok(Json(Value::Array(lines.iter().map(views::log_line).collect())).into_response());
+        return views::log_lines(&app, id, q.after).await;
     }
     Ok(Sse::new(follow_stream(app, id, q.after, Arc::new(ended)))
         .keep_alive(KeepAlive::default())

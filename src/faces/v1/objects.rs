@@ -173,12 +173,13 @@ async fn grant(
     let meta = app
         .blocking(move |app| authz::grant_by(&app.store, &p, id, principal, caps))
         .await?;
+    app.instances.access_changed();
     Ok(Json(access_view(&app, &meta)?))
 }
 
 #[derive(Deserialize, IntoParams)]
 pub struct RevokeQuery {
-    /// Comma-separated capabilities to take away; all when absent.
+    /// Comma-separated capabilities to take away; when absent, all that the caller holds itself.
     capabilities: Option<String>,
 }
 
@@ -197,7 +198,7 @@ async fn revoke(
     let principal = accounts::principal_named(&app.store, &p, &principal)?;
     let caps =
         match q.capabilities.as_deref() {
-            None | Some("") => Caps::ALL,
+            None | Some("") => authz::revocable(&app.store, &p, id)?,
             Some(list) => {
                 let mut caps = Vec::new();
                 for name in list.split(',') {
@@ -211,5 +212,6 @@ async fn revoke(
     let meta = app
         .blocking(move |app| authz::revoke_by(&app.store, &p, id, principal, caps))
         .await?;
+    app.instances.access_changed();
     Ok(Json(access_view(&app, &meta)?))
 }

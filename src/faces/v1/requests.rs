@@ -84,6 +84,7 @@ async fn resolve(
     let request = app
         .blocking(move |app| delegation::resolve(&app.store, &p, id, grant, now))
         .await?;
+    app.instances.access_changed();
     Ok(Json(request))
 }
 

@@ -130,6 +130,7 @@ async fn delete_trust(
 ) -> Result<StatusCode> {
     let id = parse_id(&id, "Trust")?;
     trusts::delete_trust(&app.store, &p, id)?;
+    app.instances.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,9 +158,9 @@ async fn add_member(
     authz::authorize(&app.store, &p, id, Kind::Trust, Capability::Manage)?;
     let principal = accounts::principal_named(&app.store, &p, &body.principal)?;
     let role = body.role.unwrap_or(Role::Member);
-    Ok(Json(trust_out(trusts::add_member(
-        &app.store, &p, id, principal, role,
-    )?)))
+    let view = trusts::add_member(&app.store, &p, id, principal, role)?;
+    app.instances.access_changed();
+    Ok(Json(trust_out(view)))
 }
 
 /// Removes a member or trustee (MANAGE on the trust); the last trustee stays.
@@ -174,9 +175,9 @@ async fn remove_member(
     let id = parse_id(&id, "Trust")?;
     authz::authorize(&app.store, &p, id, Kind::Trust, Capability::Manage)?;
     let principal = accounts::principal_named(&app.store, &p, &principal)?;
-    Ok(Json(trust_out(trusts::remove_member(
-        &app.store, &p, id, principal,
-    )?)))
+    let view = trusts::remove_member(&app.store, &p, id, principal)?;
+    app.instances.access_changed();
+    Ok(Json(trust_out(view)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -196,12 +197,9 @@ async fn add_object(
     JsonBody(body): JsonBody<NewTrustObject>,
 ) -> Result<Json<TrustOut>> {
     let id = parse_id(&id, "Trust")?;
-    Ok(Json(trust_out(trusts::add_object(
-        &app.store,
-        &p,
-        id,
-        body.object,
-    )?)))
+    let view = trusts::add_object(&app.store, &p, id, body.object)?;
+    app.instances.access_changed();
+    Ok(Json(trust_out(view)))
 }
 
 /// Takes an object out of the trust (MANAGE on the trust).
@@ -215,7 +213,7 @@ async fn remove_object(
 ) -> Result<Json<TrustOut>> {
     let id = parse_id(&id, "Trust")?;
     let object = parse_id(&object, "Object")?;
-    Ok(Json(trust_out(trusts::remove_object(
-        &app.store, &p, id, object,
-    )?)))
+    let view = trusts::remove_object(&app.store, &p, id, object)?;
+    app.instances.access_changed();
+    Ok(Json(trust_out(view)))
 }

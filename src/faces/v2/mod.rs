@@ -12,7 +12,7 @@ pub mod errors;
 mod manifests;
 mod uploads;
 
-use crate::domains::accounts::KEY_PREFIX;
+use crate::domains::accounts::{self, KEY_PREFIX};
 use crate::domains::authz::{Capability, Principal};
 use crate::domains::registry::error::{Code, RResult, RegistryError};
 use crate::domains::registry::{meta, names};
@@ -201,9 +201,14 @@ pub(super) fn for_push(ctx: &Ctx<'_>, name: &str) -> RResult<meta::Repo> {
         None if meta::repo(store, name)?.is_some() => Err(RegistryError::name_unknown(name)),
         None => {
             if !meta::may_create(store, ctx.principal, name)? {
+                let yours = accounts::namespace_of(store, ctx.principal.owner())?
+                    .map_or_else(String::new, |n| format!("; yours is {n}/"));
                 return Err(RegistryError::new(
                     Code::Denied,
-                    format!("{name} is in another user's namespace"),
+                    format!(
+                        "{name} is in another namespace: a name with '/' starts with its \
+                         owner's login{yours}"
+                    ),
                 ));
             }
             // A servable pushing creates a repository of its owner's account.
@@ -254,5 +259,5 @@ async fn authenticate(app: &App, headers: &HeaderMap, addr: IpAddr) -> RResult<P
             None => return Err(RegistryError::unauthorized("authentication required")),
         },
     };
-    Ok(auth::resolve(app, credential, addr).await?)
+    Ok(auth::resolve(app, credential, addr, auth::Scope::Appliance).await?)
 }

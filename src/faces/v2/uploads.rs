@@ -1,11 +1,17 @@
 //! Uploads: start (also single-request `?digest=` and cross-repository `?mount=&from=`), patch
 //! (streamed, chunked), finish (the digest verified before the blob is visible), status, cancel.
+//!
+//! Every upload counts against the quota of the repository's owner (`registry.quota_mb`, see
+//! `domains::registry::quota`): a session is refused when no room is left, a body stops at the
+//! first chunk beyond it (the partial upload is removed), and a mount costs the blob's size
+//! unless the owner holds it already; all are the spec's DENIED with a message saying so.
 
 use super::{Ctx, for_push, header, unix_now};
 use crate::core::id::Id;
 use crate::domains::authz::Capability;
 use crate::domains::registry::blobs;
 use crate::domains::registry::error::{Code, RResult, RegistryError};
+use crate::domains::registry::quota::{self, Grant};
 use crate::domains::registry::{meta, names};
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -32,6 +38,63 @@ fn upload_accepted(name: &str, id: &str, size: u64, status: StatusCode) -> Respo
     r
 }
 
+/// What an upload into `repo` may write against its owner's quota; `None` when there is no
+/// quota.
+fn grant<'a>(ctx: &Ctx<'a>, repo: &meta::Repo) -> RResult<Option<Grant<'a>>> {
+    let app = ctx.app;
+    let Some(limit) = quota::limit_bytes(app.config.registry.quota_mb) else {
+        return Ok(None);
+    };
+    let grant = app.blobs.quota().enter(repo.owner, limit, || {
+        let usage = meta::owner_usage(&app.store, repo.owner)?;
+        Ok(usage
+            .blob_bytes
+            .saturating_add(app.blobs.uploads_bytes(&usage.uploads)))
+    })?;
+    Ok(Some(grant))
+}
+
+/// Refuses a new upload when the owner's quota has no room left.
+fn room_for_an_upload(grant: Option<&Grant<'_>>) -> RResult<()> {
+    match grant.map(Grant::quota) {
+        Some(q) if q.room() == 0 => Err(q.denied("no room is left for another upload")),
+        _ => Ok(()),
+    }
+}
+
+/// A body refused for the quota leaves nothing: its upload file and session go.
+async fn forget_refused(ctx: &Ctx<'_>, id: &str, error: RegistryError) -> RegistryError {
+    if error.code == Code::Denied {
+        ctx.app.blobs.remove_upload(id).await;
+        if let Err(e) = meta::delete_upload(&ctx.app.store, id) {
+            tracing::warn!(upload = id, "cannot delete a refused upload session: {e}");
+        }
+    }
+    error
+}
+
+/// Links a blob the caller may read elsewhere into `repo` (a cross-repository mount): free if
+/// the repository's owner holds the blob already, else its size counts against their quota.
+fn mount(ctx: &Ctx<'_>, repo: &meta::Repo, digest: &str, size: u64) -> RResult<bool> {
+    let app = ctx.app;
+    if let Some(grant) = grant(ctx, repo)? {
+        let held = meta::owner_usage(&app.store, repo.owner)?
+            .blobs
+            .contains(digest);
+        if !held && !grant.take(size) {
+            return Err(grant
+                .quota()
+                .denied(&format!("mounting {} more is beyond it", quota::mib(size))));
+        }
+    }
+    Ok(meta::link_blob(
+        &app.store,
+        &repo.name,
+        digest,
+        unix_now(app),
+    )?)
+}
+
 pub(super) async fn start_upload(ctx: &Ctx<'_>, name: &str, body: Body) -> RResult<Response> {
     let app = ctx.app;
     // Cross-repository mount: link a blob the caller may read elsewhere.
@@ -39,22 +102,26 @@ pub(super) async fn start_upload(ctx: &Ctx<'_>, name: &str, body: Body) -> RResu
         names::check_digest(digest)?;
         let readable = names::valid_name(from)
             && matches!(meta::repo_caps(&app.store, ctx.principal, from)?, Some((_, caps)) if caps.contains(Capability::Read));
-        if readable && meta::repo_blob(&app.store, from, digest)?.is_some() {
-            for_push(ctx, name)?;
-            if meta::link_blob(&app.store, name, digest, unix_now(app))? {
+        if readable && let Some(blob) = meta::repo_blob(&app.store, from, digest)? {
+            let repo = for_push(ctx, name)?;
+            if mount(ctx, &repo, digest, blob.size)? {
                 return Ok(blob_created(name, digest));
             }
         }
         // Otherwise: an ordinary upload session, as the spec says.
     }
     let repo = for_push(ctx, name)?;
+    let grant = grant(ctx, &repo)?;
+    room_for_an_upload(grant.as_ref())?;
     let id = Id::new().to_string();
     app.blobs.start_upload(&id).await?;
     if let Some(digest) = ctx.query.get("digest") {
         // Single-request upload.
         names::check_digest(digest)?;
         let result = async {
-            app.blobs.append(&id, body.into_data_stream(), None).await?;
+            app.blobs
+                .append(&id, body.into_data_stream(), None, grant.as_ref())
+                .await?;
             app.blobs.commit(&id, digest).await
         }
         .await;
@@ -114,13 +181,18 @@ pub(super) async fn patch_upload(
     id: &str,
     body: Body,
 ) -> RResult<Response> {
-    session(ctx, name, id)?;
+    let upload = session(ctx, name, id)?;
     let start = content_range_start(ctx.headers)?;
-    let size = ctx
+    let grant = upload_grant(ctx, &upload)?;
+    let size = match ctx
         .app
         .blobs
-        .append(id, body.into_data_stream(), start)
-        .await?;
+        .append(id, body.into_data_stream(), start, grant.as_ref())
+        .await
+    {
+        Ok(size) => size,
+        Err(e) => return Err(forget_refused(ctx, id, e).await),
+    };
     Ok(upload_accepted(name, id, size, StatusCode::ACCEPTED))
 }
 
@@ -137,7 +209,14 @@ pub(super) async fn finish_upload(
     names::check_digest(digest)?;
     let blobs = &ctx.app.blobs;
     let start = content_range_start(ctx.headers)?;
-    blobs.append(id, body.into_data_stream(), start).await?;
+    let grant = upload_grant(ctx, &upload)?;
+    if let Err(e) = blobs
+        .append(id, body.into_data_stream(), start, grant.as_ref())
+        .await
+    {
+        return Err(forget_refused(ctx, id, e).await);
+    }
+    // The grant is held until the blob is linked, so that its bytes count all along.
     let committed = blobs.commit(id, digest).await;
     meta::delete_upload(&ctx.app.store, id)?;
     let size = committed?;
@@ -149,6 +228,14 @@ pub(super) async fn finish_upload(
         unix_now(ctx.app),
     )?;
     Ok(blob_created(name, digest))
+}
+
+/// The quota grant of a session's repository (gone meanwhile: no quota to keep).
+fn upload_grant<'a>(ctx: &Ctx<'a>, upload: &meta::Upload) -> RResult<Option<Grant<'a>>> {
+    match meta::repo(&ctx.app.store, &upload.repo)? {
+        Some(repo) => grant(ctx, &repo),
+        None => Ok(None),
+    }
 }
 
 pub(super) async fn upload_status(ctx: &Ctx<'_>, name: &str, id: &str) -> RResult<Response> {

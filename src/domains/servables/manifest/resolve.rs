@@ -11,6 +11,7 @@ use super::{PROTOTYPE_NAMES, PROTOTYPES};
 use crate::core::error::{Error, Problem, Result};
 use crate::core::id::Id;
 use crate::core::store::Store;
+use crate::domains::accounts;
 use crate::domains::authz::{Acl, Capability, Principal};
 use crate::domains::registry::{meta as registry, names};
 use redb::{ReadOnlyTable, ReadTransaction};
@@ -177,11 +178,15 @@ enum Image {
     Missing,
 }
 
-/// The registry repository of `name:tag` the caller may read: `name`, else `<login>/name`.
+/// The registry repository of `name:tag` the caller may read: `name`, else
+/// `<namespace>/name` in the namespace of the caller's account.
 fn image(store: &Store, caller: &Principal, name: &str, tag: &str) -> Result<Image> {
-    let login = names::sanitize_component(&caller.name);
+    let mut candidates = vec![name.to_owned()];
+    if let Some(namespace) = accounts::namespace_of(store, caller.owner())? {
+        candidates.push(format!("{namespace}/{name}"));
+    }
     let mut seen_unreadable = false;
-    for repository in [name.to_owned(), format!("{login}/{name}")] {
+    for repository in candidates {
         let Some((_, caps)) = registry::repo_caps(store, caller, &repository)? else {
             continue;
         };
