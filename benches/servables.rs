@@ -539,7 +539,14 @@ async fn bench(engine: &dtaas::engine::Engine, server: &mut Server) {
         .map(|(name, kind)| {
             (
                 name.clone(),
-                json!({"name": name, "tag": "1", "type": kind}),
+                json!({
+                    "name": name, "tag": "1", "type": kind,
+                    "arguments": if kind == "daemon" {
+                        json!({"volume_location": "/data", "volume_size": 1})
+                    } else {
+                        json!({})
+                    },
+                }),
             )
         })
         .collect::<serde_json::Map<_, _>>()

@@ -42,9 +42,14 @@ pub enum Error {
     /// An upstream (an app behind the proxy) failed (502).
     #[error("{0}")]
     BadGateway(String),
-    /// The Docker engine cannot be reached (503).
+    /// The Docker engine cannot be reached: no socket, the connection refused or cut, no
+    /// answer in time (503).
     #[error("the Docker engine is unavailable: {0}")]
     EngineUnavailable(String),
+    /// The Docker engine answered, but failed on its side (its disk full, an internal error):
+    /// 502, with the engine's message (see `engine::engine_error`).
+    #[error("the Docker engine failed: {0}")]
+    EngineFailed(String),
     /// The embedded database failed (500).
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
@@ -144,6 +149,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::BadGateway(_) => "bad_gateway",
             Error::EngineUnavailable(_) => "engine_unavailable",
+            Error::EngineFailed(_) => "engine_failed",
             Error::Store(_) | Error::Internal(_) => "internal",
         }
     }

@@ -10,10 +10,10 @@
 
 mod clone;
 
-use super::Engine;
 use super::dockerfile;
 use super::egress::Rules;
 use super::registry_sync::RegistrySync;
+use super::{Engine, Fault};
 use crate::core::clock::Clock;
 use crate::core::config::ImagesConfig;
 use crate::core::error::{Error, Result};
@@ -292,10 +292,9 @@ impl Builder {
                     push_output(output, &error);
                     return Outcome::Failed(error);
                 }
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) if status_code < 500 || message.contains("dockerfile parse error") => {
+                // The build's fault (the engine's one rule, `engine::classify`).
+                Err(e) if matches!(super::classify(&e), Fault::Request | Fault::Conflict) => {
+                    let message = super::engine_message(&e);
                     push_output(output, &message);
                     return Outcome::Failed(message);
                 }
@@ -389,8 +388,7 @@ impl Builder {
                     }
                 }
                 // A reference the engine cannot read: the build fails on it with its message.
-                Err(bollard::errors::Error::DockerResponseServerError { status_code, .. })
-                    if status_code < 500 => {}
+                Err(e) if matches!(super::classify(&e), Fault::Request | Fault::Conflict) => {}
                 Err(e) => {
                     self.engine.reset().await;
                     return Err(Outcome::Failure(format!(

@@ -392,7 +392,10 @@ impl Runtime {
                     self.revoke_key(i.api_key);
                 }
                 match e {
-                    Error::EngineUnavailable(_) | Error::Store(_) | Error::Internal(_) => Err(e),
+                    Error::EngineUnavailable(_)
+                    | Error::EngineFailed(_)
+                    | Error::Store(_)
+                    | Error::Internal(_) => Err(e),
                     _ => failed.ok_or_else(|| Error::not_found("Instance not found")),
                 }
             }
@@ -560,7 +563,7 @@ impl Runtime {
         let name = container_name(instance.id);
         match self.supervisor.create(docker, &name, body.clone()).await {
             Ok(()) => {}
-            Err(Error::BadRequest(message) | Error::EngineUnavailable(message))
+            Err(Error::BadRequest(message) | Error::EngineFailed(message))
                 if r.disk > 0 && message.contains("storage-opt") =>
             {
                 // overlay2 caps a container's writable layer only on xfs with project quotas.

@@ -417,7 +417,9 @@ impl Runner {
                 format!("{}:/inbox:ro", inbox.display()),
                 format!("{}:/outbox:rw", outbox.display()),
             ]),
-            memory: Some(i64::try_from(config.memory_mb * 1024 * 1024).unwrap_or(i64::MAX)),
+            memory: Some(
+                i64::try_from(config.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX),
+            ),
             nano_cpus: Some((config.cpus * 1e9) as i64),
             pids_limit: Some(config.pids),
             network_mode: Some(config.network.clone()),
@@ -441,7 +443,10 @@ impl Runner {
         }
         if let Err(e) = self.supervisor.start(docker, name).await {
             let message = match &e {
-                Error::BadRequest(m) | Error::EngineUnavailable(m) => m.clone(),
+                Error::BadRequest(m)
+                | Error::Conflict(m)
+                | Error::EngineFailed(m)
+                | Error::EngineUnavailable(m) => m.clone(),
                 other => other.to_string(),
             };
             self.supervisor.remove(docker, name).await;

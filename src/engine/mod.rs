@@ -47,16 +47,130 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// bollard's per-request timeout, in seconds: generous, builds and pulls stream for long.
 const REQUEST_TIMEOUT_SECS: u64 = 3600;
 
-/// The one mapping of the engine's answers to the domain error: a request the engine refuses
-/// (4xx: a bad image reference, an option it does not take) is the caller's problem, with the
-/// engine's message; anything else means the engine cannot serve (503).
-pub fn engine_error(what: &str, e: bollard::errors::Error) -> Error {
+/// What went wrong with a call to the engine (see [`engine_error`], which turns it into the
+/// domain error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// No answer: no socket, the connection refused or cut, no answer in time.
+    Unreachable,
+    /// The engine refused the request (409: it conflicts with what the engine holds).
+    Conflict,
+    /// The engine could not carry out the request because of the request or the image: a 4xx
+    /// answer, or a failure whose message blames the image, a layer, a reference or an option.
+    Request,
+    /// The engine answered, and failed on its side: its disk full, an internal error.
+    Engine,
+    /// The call could not be made (a request this side could not build).
+    Client,
+}
+
+/// Failures the engine reports that are the machine's, whatever else the message says (a layer
+/// that cannot be written on a full disk is not the layer's fault).
+const MACHINE_FAULTS: &[&str] = &[
+    "no space left on device",
+    "disk quota exceeded",
+    "read-only file system",
+    "cannot allocate memory",
+    "out of memory",
+    "too many open files",
+    "input/output error",
+];
+
+/// Failures the engine reports that are the request's or its image's: a broken or missing image
+/// or layer, a reference or an option it cannot take.
+const REQUEST_FAULTS: &[&str] = &[
+    "unexpected eof",
+    "error processing tar file",
+    "archive/tar",
+    "invalid tar header",
+    "gzip: invalid",
+    "flate: corrupt",
+    "zlib: invalid",
+    "invalid checksum",
+    "layer does not exist",
+    "failed to register layer",
+    "no such image",
+    "manifest unknown",
+    "invalid reference format",
+    "invalid image",
+    "dockerfile parse error",
+    "executable file not found",
+    "is supported only",
+    "not supported",
+    "invalid argument",
+    "invalid option",
+    "invalid value",
+];
+
+/// Classifies an engine failure; see [`engine_error`] for the rule.
+pub fn classify(e: &bollard::errors::Error) -> Fault {
+    use bollard::errors::Error as E;
+    let by_message = |message: &str| {
+        let message = message.to_lowercase();
+        if MACHINE_FAULTS.iter().any(|m| message.contains(m)) {
+            Fault::Engine
+        } else if REQUEST_FAULTS.iter().any(|m| message.contains(m)) {
+            Fault::Request
+        } else {
+            Fault::Engine
+        }
+    };
     match e {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code,
-            message,
-        } if status_code < 500 => Error::bad_request(format!("{what}: {message}")),
-        other => Error::EngineUnavailable(format!("{what}: {other}")),
+        E::DockerResponseServerError {
+            status_code: 409, ..
+        } => Fault::Conflict,
+        E::DockerResponseServerError { status_code, .. } if *status_code < 500 => Fault::Request,
+        E::DockerResponseServerError { message, .. } => by_message(message),
+        E::DockerStreamError { error } => by_message(error),
+        E::DockerContainerWaitError { error, .. } => by_message(error),
+        E::IOError { .. }
+        | E::HyperResponseError { .. }
+        | E::HyperLegacyError { .. }
+        | E::RequestTimeoutError
+        | E::SocketNotFoundError(_)
+        | E::UnsupportedURISchemeError { .. }
+        | E::APIVersionParseError {} => Fault::Unreachable,
+        E::JsonDataError { .. }
+        | E::JsonSerdeError { .. }
+        | E::StrParseError { .. }
+        | E::HttpHeaderNotFoundError(_)
+        | E::HttpHeaderToStrError { .. }
+        | E::Base64DecodeError { .. } => Fault::Engine,
+        _ => Fault::Client,
+    }
+}
+
+/// The message of an engine failure: the engine's own words when it answered.
+fn engine_message(e: &bollard::errors::Error) -> String {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError { message, .. } => message.clone(),
+        E::DockerStreamError { error } | E::DockerContainerWaitError { error, .. } => error.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The one mapping of the engine's failures to the domain error, `what` saying what was being
+/// done. The rule:
+///
+/// | the engine | error | status |
+/// | --- | --- | --- |
+/// | did not answer: no socket, connection refused or cut, a timeout | `EngineUnavailable` | 503 |
+/// | answered 409 | `Conflict`, with its message | 409 |
+/// | answered another 4xx (a 404 too: what is missing is something the request referred to, e.g. an image; callers expecting a 404 check [`is_not_found`] first) | `BadRequest`, with its message | 400 |
+/// | failed (a 5xx, or an error in a streamed answer) saying the machine is at fault: disk full, out of memory, a read-only or failing file system ([`MACHINE_FAULTS`]) | `EngineFailed`, with its message | 502 |
+/// | failed saying the request or its image is: a truncated or corrupt layer or archive, no such image, an invalid reference, an option it does not support ([`REQUEST_FAULTS`]) | `BadRequest`, with its message | 400 |
+/// | failed otherwise, or answered what cannot be read | `EngineFailed`, with its message | 502 |
+///
+/// A call this side could not even build (a bug) is `Internal` (500).
+pub fn engine_error(what: &str, e: bollard::errors::Error) -> Error {
+    let message = engine_message(&e);
+    match classify(&e) {
+        Fault::Unreachable => Error::EngineUnavailable(format!("{what}: {e}")),
+        Fault::Conflict => Error::conflict(format!("{what}: {message}")),
+        Fault::Request => Error::bad_request(format!("{what}: {message}")),
+        Fault::Engine => Error::EngineFailed(format!("{what}: {message}")),
+        Fault::Client => Error::internal(format!("{what}: {e}")),
     }
 }
 
@@ -214,7 +328,7 @@ impl Engine {
         let mut progress =
             docker.create_image(Some(options), Some(bollard::body_full(tar.into())), None);
         while let Some(step) = progress.next().await {
-            step.map_err(|e| Error::internal(format!("importing {tag}: {e}")))?;
+            step.map_err(|e| engine_error(&format!("importing {tag}"), e))?;
         }
         self.add_aliases(&docker, tag).await
     }
@@ -249,7 +363,7 @@ impl Engine {
             ..Default::default()
         };
         let failed = |what: &str, e: bollard::errors::Error| {
-            Error::EngineUnavailable(format!("{what} a utility container: {e}"))
+            engine_error(&format!("{what} a utility container"), e)
         };
         docker
             .create_container(
@@ -305,8 +419,235 @@ impl Engine {
             docker
                 .tag_image(tag, Some(options))
                 .await
-                .map_err(|e| Error::internal(format!("tagging {tag} as {alias}: {e}")))?;
+                .map_err(|e| engine_error(&format!("tagging {tag} as {alias}"), e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::errors::Error as E;
+
+    fn answered(status_code: u16, message: &str) -> E {
+        E::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_refused_request_is_the_callers_with_the_engines_message() {
+        let e = engine_error(
+            "creating the container",
+            answered(400, "invalid reference format"),
+        );
+        assert!(
+            matches!(&e, Error::BadRequest(m) if m == "creating the container: invalid reference format"),
+            "{e:?}"
+        );
+        let e = engine_error("creating", answered(404, "No such image: x:1"));
+        assert!(
+            matches!(&e, Error::BadRequest(m) if m.ends_with("No such image: x:1")),
+            "{e:?}"
+        );
+        let e = engine_error(
+            "removing the network",
+            answered(409, "network has active endpoints"),
+        );
+        assert!(
+            matches!(&e, Error::Conflict(m) if m.ends_with("network has active endpoints")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_failure_about_the_image_or_an_option_is_the_callers() {
+        for (status, message) in [
+            (
+                500,
+                "Error processing tar file(exit status 1): unexpected EOF",
+            ),
+            (
+                500,
+                "failed to register layer: archive/tar: invalid tar header",
+            ),
+            (
+                500,
+                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+            ),
+            (500, "layer does not exist"),
+            (
+                500,
+                "OCI runtime create failed: exec: \"/x\": executable file not found in $PATH",
+            ),
+        ] {
+            assert_eq!(
+                classify(&answered(status, message)),
+                Fault::Request,
+                "{message}"
+            );
+            let e = engine_error("loading x", answered(status, message));
+            assert!(
+                matches!(&e, Error::BadRequest(m) if m == &format!("loading x: {message}")),
+                "{e:?}"
+            );
+        }
+        // The same in a streamed answer (`docker load` reports a broken layer this way).
+        let e = engine_error(
+            "loading dtaas/registry/x:1",
+            E::DockerStreamError {
+                error: "Error processing tar file(exit status 1): unexpected EOF".into(),
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "loading dtaas/registry/x:1: Error processing tar file(exit status 1): unexpected EOF"
+        );
+        assert_eq!(crate::core::error::Error::code(&e), "bad_request");
+    }
+
+    #[test]
+    fn a_failure_of_the_engine_itself_is_5xx_but_not_unavailable() {
+        for message in [
+            "write /var/lib/docker/tmp/x: no space left on device",
+            "failed to register layer: Error processing tar file(exit status 1): write /x: no space left on device",
+            "Internal Server Error",
+            "context deadline exceeded",
+        ] {
+            assert_eq!(
+                classify(&answered(500, message)),
+                Fault::Engine,
+                "{message}"
+            );
+            let e = engine_error("loading x", answered(500, message));
+            assert!(
+                matches!(&e, Error::EngineFailed(m) if m.ends_with(message)),
+                "{e:?}"
+            );
+            assert_eq!(e.code(), "engine_failed");
+        }
+        let e = engine_error(
+            "exporting x",
+            E::DockerStreamError {
+                error: "open /var/lib/docker/x: input/output error".into(),
+            },
+        );
+        assert!(matches!(e, Error::EngineFailed(_)), "{e:?}");
+        let unreadable = E::JsonDataError {
+            message: "{\"Id\": 5".into(),
+            column: 8,
+        };
+        assert_eq!(classify(&unreadable), Fault::Engine);
+    }
+
+    #[test]
+    fn no_answer_is_unavailable() {
+        for e in [
+            E::IOError {
+                err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            },
+            E::IOError {
+                err: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+            E::RequestTimeoutError,
+            E::SocketNotFoundError("/var/run/docker.sock".into()),
+        ] {
+            let shown = e.to_string();
+            let mapped = engine_error("pinging", e);
+            assert!(
+                matches!(&mapped, Error::EngineUnavailable(m) if m.contains(&shown)),
+                "{mapped:?}"
+            );
+        }
+        let e = engine_error(
+            "x",
+            E::UnsupportedURISchemeError {
+                uri: "ftp://x".into(),
+            },
+        );
+        assert!(matches!(e, Error::EngineUnavailable(_)));
+    }
+
+    /// A fake engine on a unix socket answering every connection with `answer` (or closing it
+    /// at once when empty); returns bollard's error for a ping.
+    async fn ping_through(answer: &'static str) -> E {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                if answer.is_empty() {
+                    drop(stream);
+                    continue;
+                }
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        let host = format!("unix://{}", socket.display());
+        let docker = Docker::connect_with_unix(&host, 5, bollard::API_DEFAULT_VERSION).unwrap();
+        let e = docker.ping().await.unwrap_err();
+        drop(dir);
+        e
+    }
+
+    #[tokio::test]
+    async fn bollards_own_errors_are_classified_the_same() {
+        // No socket (bollard notices when connecting, or else when calling).
+        let e = match Docker::connect_with_unix(
+            "unix:///nonexistent/docker.sock",
+            5,
+            bollard::API_DEFAULT_VERSION,
+        ) {
+            Err(e) => e,
+            Ok(docker) => docker.ping().await.unwrap_err(),
+        };
+        assert_eq!(classify(&e), Fault::Unreachable, "{e:?}");
+        // A socket nothing listens on.
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("dead.sock");
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let host = format!("unix://{}", socket.display());
+        let docker = Docker::connect_with_unix(&host, 5, bollard::API_DEFAULT_VERSION).unwrap();
+        let e = docker.ping().await.unwrap_err();
+        assert_eq!(classify(&e), Fault::Unreachable, "{e:?}");
+        assert!(matches!(
+            engine_error("pinging", e),
+            Error::EngineUnavailable(_)
+        ));
+        // The engine hangs up without answering.
+        let e = ping_through("").await;
+        assert_eq!(classify(&e), Fault::Unreachable, "{e:?}");
+        // The engine answers a failure.
+        let body = r#"{"message":"mkdir /var/lib/docker/x: no space left on device"}"#;
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        );
+        let e = ping_through(answer).await;
+        assert!(
+            matches!(
+                &e,
+                E::DockerResponseServerError {
+                    status_code: 500,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let mapped = engine_error("pinging", e);
+        assert_eq!(
+            mapped.to_string(),
+            "the Docker engine failed: pinging: mkdir /var/lib/docker/x: no space left on device"
+        );
     }
 }

@@ -201,16 +201,28 @@ impl RegistrySync {
             annotations: None,
             created: now.timestamp(),
         };
+        let sizes = meta::Sizes {
+            blobs: blobs.iter().map(|(_, size)| *size).collect(),
+            manifests: Vec::new(),
+        };
+        let refused =
+            |why: meta::Refused| Error::internal(format!("storing the manifest: {why:?}"));
         let mut first = true;
         for tag in tags {
-            let stored =
-                meta::put_manifest(&self.store, repo, &manifest, &manifest_bytes, Some(tag))?;
-            stored.map_err(|missing| Error::internal(format!("blob {missing} went missing")))?;
+            let stored = meta::put_manifest(
+                &self.store,
+                repo,
+                &manifest,
+                &sizes,
+                &manifest_bytes,
+                Some(tag),
+            )?;
+            stored.map_err(refused)?;
             first = false;
         }
         if first {
-            meta::put_manifest(&self.store, repo, &manifest, &manifest_bytes, None)?
-                .map_err(|missing| Error::internal(format!("blob {missing} went missing")))?;
+            meta::put_manifest(&self.store, repo, &manifest, &sizes, &manifest_bytes, None)?
+                .map_err(refused)?;
         }
         Ok(digest)
     }

@@ -3,12 +3,23 @@
 //! layer turns that into the face's JSON: `{"error": "..."}` for the kabuto face,
 //! `{"error": {"code", "message", "details"?}}` for /v1. The registry renders its own errors
 //! (`faces::v2`).
+//!
+//! A panic in a handler (a bug) must not drop the connection: [`catch_panic`], a layer under
+//! each face's rendering layer, turns it into [`Error::Internal`] (logged, with the request and
+//! the panic's message), which the face then renders as its 500.
 
 use crate::core::error::{Error, Problem};
 use axum::Json;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use serde_json::json;
+use std::any::Any;
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 
 /// The HTTP status of a domain error.
 pub fn status(error: &Error) -> StatusCode {
@@ -23,7 +34,7 @@ pub fn status(error: &Error) -> StatusCode {
         Error::Problems(_) if error.is_conflict() => StatusCode::CONFLICT,
         Error::Problems(_) => StatusCode::BAD_REQUEST,
         Error::Unavailable(_) | Error::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
+        Error::BadGateway(_) | Error::EngineFailed(_) => StatusCode::BAD_GATEWAY,
         Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -39,7 +50,7 @@ pub struct ErrorInfo {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        if self.is_internal() {
+        if self.is_internal() || matches!(self, Error::EngineFailed(_)) {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = status(&self).into_response();
@@ -92,6 +103,48 @@ pub async fn v1(response: Response) -> Response {
 /// A response in the /v1 dialect, whichever router layer (if any) it passes on its way out.
 pub async fn v1_response(error: Error) -> Response {
     v1(error.into_response()).await
+}
+
+/// Runs `future`; a panic in it becomes [`Error::Internal`] naming `what` and the panic's
+/// message (logged when the error is rendered; clients see only "internal error").
+pub async fn unwinding<T>(what: impl Display, future: impl Future<Output = T>) -> Result<T, Error> {
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .map_err(|payload| {
+            Error::internal(format!("{what} panicked: {}", panic_message(&*payload)))
+        })
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
+}
+
+/// The path of a request as logs show it: paths that carry secrets (the confirmation token)
+/// are shown as their route pattern.
+pub fn loggable_path(request: &Request) -> String {
+    match request.extensions().get::<MatchedPath>() {
+        Some(p) if p.as_str().contains("{token}") => p.as_str().to_owned(),
+        _ => request.uri().path().to_owned(),
+    }
+}
+
+/// Runs the rest of the stack, a panic becoming [`Error::Internal`].
+pub async fn catching_panics(request: Request, next: Next) -> Result<Response, Error> {
+    let what = format!("{} {}", request.method(), loggable_path(&request));
+    unwinding(what, next.run(request)).await
+}
+
+/// A layer (`middleware::from_fn(catch_panic)`) under a face's rendering layer: a panic becomes
+/// the response of [`Error::Internal`], which that layer renders in the face's dialect.
+pub async fn catch_panic(request: Request, next: Next) -> Response {
+    catching_panics(request, next)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn not_found() -> Error {

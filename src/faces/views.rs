@@ -65,8 +65,30 @@ pub fn job(j: &Job) -> Value {
     })
 }
 
-pub fn log_line(l: &LogLine) -> Value {
-    json!({ "id": l.id, "job": l.job, "logline": l.logline })
+/// What a log belongs to, which names the key of its id in each line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOf {
+    /// `{"id", "job", "logline"}` (seed 003's shape, on both faces).
+    Job,
+    /// `{"id", "instance", "logline"}`.
+    Instance,
+}
+
+impl LogOf {
+    fn key(self) -> &'static str {
+        match self {
+            LogOf::Job => "job",
+            LogOf::Instance => "instance",
+        }
+    }
+}
+
+pub fn log_line(l: &LogLine, of: LogOf) -> Value {
+    let mut line = Map::new();
+    line.insert("id".into(), json!(l.id));
+    line.insert(of.key().into(), json!(l.job));
+    line.insert("logline".into(), json!(l.logline));
+    Value::Object(line)
 }
 
 /// Log lines read and sent per chunk of [`log_lines`].
@@ -82,10 +104,11 @@ enum LogPages {
 }
 
 /// The stored lines of a job or an instance after `after`, as the JSON array
-/// `[{"id", "job", "logline"}, ...]`, streamed a page at a time: each page is read on the
-/// blocking pool when the client has taken the one before, so that a response holds one page
-/// in memory, however long the log. The bytes are the same as the array serialised whole.
-pub async fn log_lines(app: &App, owner: Id, after: u64) -> Result<Response> {
+/// `[{"id", "job", "logline"}, ...]` (`"instance"` for an instance's), streamed a page at a
+/// time: each page is read on the blocking pool when the client has taken the one before, so
+/// that a response holds one page in memory, however long the log. The bytes are the same as
+/// the array serialised whole.
+pub async fn log_lines(app: &App, owner: Id, of: LogOf, after: u64) -> Result<Response> {
     let first = read_log_page(app, owner, after).await?;
     let app = app.clone();
     let chunks = stream::unfold(LogPages::First(first), move |pages| {
@@ -107,7 +130,7 @@ pub async fn log_lines(app: &App, owner: Id, after: u64) -> Result<Response> {
                 Some(last) if lines.len() >= LOG_PAGE => LogPages::After(last.id),
                 _ => LogPages::Done,
             };
-            let chunk = log_page(&lines, first, matches!(next, LogPages::Done));
+            let chunk = log_page(&lines, of, first, matches!(next, LogPages::Done));
             Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next))
         }
     });
@@ -125,7 +148,7 @@ async fn read_log_page(app: &App, owner: Id, after: u64) -> Result<Vec<LogLine>>
 }
 
 /// One page of the array: `[` before the first, `,` between lines, `]` after the last.
-fn log_page(lines: &[LogLine], first: bool, last: bool) -> Vec<u8> {
+fn log_page(lines: &[LogLine], of: LogOf, first: bool, last: bool) -> Vec<u8> {
     use std::io::Write;
     let mut out = Vec::with_capacity(lines.iter().map(|l| l.logline.len() + 64).sum::<usize>() + 2);
     if first {
@@ -136,7 +159,7 @@ fn log_page(lines: &[LogLine], first: bool, last: bool) -> Vec<u8> {
             out.push(b',');
         }
         // `Value`'s Display is its compact JSON; writing to a Vec cannot fail.
-        let _ = write!(out, "{}", log_line(line));
+        let _ = write!(out, "{}", log_line(line, of));
     }
     if last {
         out.push(b']');
@@ -171,13 +194,16 @@ mod tests {
     fn pages_of_the_log_make_the_same_bytes_as_the_whole_array() {
         let job = Id::new();
         let all = lines(job, 1..8);
-        let whole = serde_json::to_vec(&Value::Array(all.iter().map(log_line).collect())).unwrap();
+        let whole = serde_json::to_vec(&Value::Array(
+            all.iter().map(|l| log_line(l, LogOf::Job)).collect(),
+        ))
+        .unwrap();
         // Cut into pages every way: one page, pages of 1, 2, 3.
         for size in [7, 1, 2, 3] {
             let pages: Vec<&[LogLine]> = all.chunks(size).collect();
             let mut streamed = Vec::new();
             for (i, page) in pages.iter().enumerate() {
-                streamed.extend(log_page(page, i == 0, i + 1 == pages.len()));
+                streamed.extend(log_page(page, LogOf::Job, i == 0, i + 1 == pages.len()));
             }
             assert_eq!(
                 String::from_utf8(streamed).unwrap(),
@@ -186,10 +212,35 @@ mod tests {
             );
         }
         // A last page that is empty (the log ends exactly on a page boundary).
-        let mut streamed = log_page(&all, true, false);
-        streamed.extend(log_page(&[], false, true));
+        let mut streamed = log_page(&all, LogOf::Job, true, false);
+        streamed.extend(log_page(&[], LogOf::Job, false, true));
         assert_eq!(streamed, whole);
         // No lines at all.
-        assert_eq!(log_page(&[], true, true), b"[]");
+        assert_eq!(log_page(&[], LogOf::Job, true, true), b"[]");
+    }
+
+    #[test]
+    fn a_line_names_its_owner_by_what_it_is() {
+        let owner = Id::new();
+        let line = &lines(owner, 1..2)[0];
+        assert_eq!(
+            log_line(line, LogOf::Job),
+            json!({"id": 1, "job": owner, "logline": line.logline})
+        );
+        assert_eq!(
+            log_line(line, LogOf::Instance),
+            json!({"id": 1, "instance": owner, "logline": line.logline})
+        );
+        let page = String::from_utf8(log_page(
+            std::slice::from_ref(line),
+            LogOf::Instance,
+            true,
+            true,
+        ))
+        .unwrap();
+        assert!(
+            page.starts_with(&format!(r#"[{{"id":1,"instance":"{owner}","logline":"#)),
+            "{page}"
+        );
     }
 }

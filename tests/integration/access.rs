@@ -763,7 +763,10 @@ async fn a_servable_acts_through_its_key_with_its_own_capabilities() {
         "v1",
     )
     .await;
-    let manifest = json!({"acc-sleeper": {"name": "acc-sleeper", "tag": "v1", "type": "daemon"}});
+    let manifest = json!({"acc-sleeper": {
+        "name": "acc-sleeper", "tag": "v1", "type": "daemon",
+        "arguments": {"volume_location": "/data", "volume_size": 1},
+    }});
     let (st, v) = w.owner.post("/prototypes", manifest).await;
     assert_eq!(st, 201, "{v}");
     // Named like the other user's login: a name is no namespace.

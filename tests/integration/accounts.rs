@@ -741,3 +741,46 @@ async fn registry_namespaces_follow_logins() {
     assert_eq!(r.status(), 409);
     assert!(kabuto_error(&json_of(r).await).contains("namespace"));
 }
+
+/// Issue 11: `expires_in_days: 95005449` panicked in the handler (the connection dropped) and
+/// `3000000` stored the year 10240, which RFC 3339 cannot write (the key list then broke its
+/// schema). An expiry after 9999-12-31T23:59:59Z is 400 saying the largest allowed, which is
+/// accepted.
+#[tokio::test]
+async fn an_api_key_cannot_expire_after_the_year_9999() {
+    let server = TestServer::start().await;
+    let (c, _) = server.user("expiry").await;
+    let api = V1::new(&server, c);
+    let mut most = String::new();
+    for days in [95_005_449_u64, 3_000_000, u64::from(u32::MAX)] {
+        let (status, body) = api
+            .post("/api-keys", json!({"name": "b", "expires_in_days": days}))
+            .await;
+        assert_eq!(status, 400, "{days}: {body}");
+        let (code, message) = v1_error(&body);
+        assert_eq!(code, "bad_request");
+        let rest = message
+            .strip_prefix("expires_in_days must be at most ")
+            .unwrap_or_else(|| panic!("{message}"));
+        most = rest.chars().take_while(char::is_ascii_digit).collect();
+    }
+    let most: u64 = most.parse().unwrap();
+    let (status, body) = api
+        .post("/api-keys", json!({"name": "b", "expires_in_days": most}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["expires"].as_str().unwrap().starts_with("9999-12-"),
+        "{body}"
+    );
+    let (status, list) = api.get("/api-keys").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.to_string().contains("\"9999-12-"), "{list}");
+    let (status, body) = api
+        .post(
+            "/api-keys",
+            json!({"name": "b", "expires_in_days": most + 1}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -1,5 +1,6 @@
 //! Denial of service by an account holder or a stranger (issue 9): registrations are limited
-//! per client address (each costs an argon2 hash). The log, result and registry bounds are
+//! per client address (each costs an argon2 hash); failed logins are limited per login and per
+//! address however many arrive at once (issue 11). The log, result and registry bounds are
 //! tested with their features (`jobs.rs`, `registry.rs`).
 
 use crate::harness::*;
@@ -92,4 +93,89 @@ async fn only_registrations_that_would_hash_count() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// The statuses of `n` requests sent at once, counted: (401s, 429s, others).
+async fn at_once(
+    n: usize,
+    request: impl Fn(usize) -> reqwest::RequestBuilder,
+) -> (usize, usize, Vec<u16>) {
+    let responses = futures_util::future::join_all((0..n).map(|i| request(i).send())).await;
+    let statuses: Vec<u16> = responses
+        .into_iter()
+        .map(|r| r.expect("an answer").status().as_u16())
+        .collect();
+    let count = |s: u16| statuses.iter().filter(|x| **x == s).count();
+    (count(401), count(429), statuses)
+}
+
+/// Issue 11: 32 wrong passwords at once for one login had 10-20 of them checked against a
+/// limit of 5 (the limit was read before any failure was counted). An attempt is now counted
+/// before its password is hashed: exactly the limit answer 401, the rest 429, through kabuto's
+/// login and the registry's Basic credentials alike.
+#[tokio::test]
+async fn concurrent_wrong_logins_never_pass_the_limit_per_login() {
+    let server = TestServer::start_with(|c| c.login_limit.per_address = 1_000).await;
+    let limit = server.config.login_limit.per_login as usize;
+    assert_eq!(limit, 5, "the default");
+    let c = client();
+
+    let (_, login) = server.user("burst").await;
+    let (unauthorized, limited, statuses) = at_once(32, |_| {
+        c.post(server.url("/login"))
+            .form(&[("login", login.as_str()), ("password", "wrong")])
+    })
+    .await;
+    assert_eq!((unauthorized, limited), (limit, 32 - limit), "{statuses:?}");
+
+    let (_, login) = server.user("burst-reg").await;
+    let (unauthorized, limited, statuses) = at_once(32, |_| {
+        c.get(server.url("/v2/"))
+            .basic_auth(login.as_str(), Some("wrong"))
+    })
+    .await;
+    assert_eq!((unauthorized, limited), (limit, 32 - limit), "{statuses:?}");
+    // The right password waits too, until the window ends.
+    let r = c
+        .get(server.url("/v2/"))
+        .basic_auth(login.as_str(), Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    server.clock.advance(chrono::Duration::seconds(
+        server.config.login_limit.window_secs as i64 + 1,
+    ));
+    let r = c
+        .get(server.url("/v2/"))
+        .basic_auth(login.as_str(), Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The same per client address (34 at once got past a limit of 20): the tests' clients all
+/// come from 127.0.0.1, so a small limit and many logins show it.
+#[tokio::test]
+async fn concurrent_wrong_logins_never_pass_the_limit_per_address() {
+    let server = TestServer::start_with(|c| {
+        c.login_limit.per_address = 4;
+        c.login_limit.per_login = 100;
+    })
+    .await;
+    let c = client();
+    let logins: Vec<String> = (0..32).map(|i| unique(&format!("nobody{i}"))).collect();
+    let (unauthorized, limited, statuses) = at_once(32, |i| {
+        c.post(server.url("/login"))
+            .form(&[("login", logins[i].as_str()), ("password", "wrong")])
+    })
+    .await;
+    assert_eq!((unauthorized, limited), (4, 28), "{statuses:?}");
+    let (unauthorized, limited, statuses) = at_once(8, |i| {
+        c.get(server.url("/v2/"))
+            .basic_auth(logins[i].as_str(), Some("wrong"))
+    })
+    .await;
+    assert_eq!((unauthorized, limited), (0, 8), "{statuses:?}");
 }

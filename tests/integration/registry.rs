@@ -484,7 +484,7 @@ async fn spec_behaviour_over_raw_http() {
     );
 
     // An index: a missing child is refused, a present one accepted.
-    let index = |child: &str| json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}}]});
+    let index = |child: &str| json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": bytes.len(), "platform": {"os": "linux", "architecture": "amd64"}}]});
     let r = reg
         .put_manifest(&repo, "multi", OCI_INDEX, &index(&missing))
         .await;
@@ -640,6 +640,139 @@ async fn spec_behaviour_over_raw_http() {
         .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+}
+
+/// Issue 11: the registry took descriptor sizes of -1 or 2^64, and `?n=-1` answered 405
+/// UNSUPPORTED. A size is a non-negative int64 equal to what the registry holds (else
+/// MANIFEST_INVALID or SIZE_INVALID); `n` is a non-negative integer (else 400
+/// PAGINATION_NUMBER_INVALID) and `last` a name or a tag.
+#[tokio::test]
+async fn descriptor_sizes_and_paging_parameters_are_checked() {
+    use reqwest::Method;
+    let server = TestServer::start().await;
+    let (_, login) = server.user("sizes").await;
+    let reg = Reg::new(&server.base, &login, PASSWORD);
+    let repo = format!("{login}/sizes");
+    let config: &[u8] =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_d = reg.blob(&repo, config).await;
+    let layer: &[u8] = b"a layer of eighteen";
+    let layer_d = reg.blob(&repo, layer).await;
+    let put_raw = |reference: &str, media_type: &str, body: String| {
+        reg.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(body)
+            .send()
+    };
+    let with_layer_size = |size: &str| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}",
+                "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_d}","size":{}}},
+                "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_d}","size":{size}}}]}}"#,
+            config.len()
+        )
+    };
+    for size in [
+        "-1",
+        "18446744073709551616",
+        "9223372036854775808",
+        "18.5",
+        "\"19\"",
+        "null",
+    ] {
+        let r = put_raw("bad", OCI_MANIFEST, with_layer_size(size))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "size {size}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["errors"][0]["code"], "MANIFEST_INVALID",
+            "size {size}: {v}"
+        );
+    }
+    // A size the registry's blob does not have.
+    let wrong = (layer.len() + 1).to_string();
+    let r = put_raw("bad", OCI_MANIFEST, with_layer_size(&wrong))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["code"], "SIZE_INVALID", "{v}");
+    assert_eq!(v["errors"][0]["detail"]["digest"], layer_d.as_str());
+    assert_eq!(v["errors"][0]["detail"]["actual"], layer.len());
+    // Nothing of these was stored.
+    let r = reg
+        .req(Method::GET, &format!("/v2/{repo}/manifests/bad"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The right size.
+    let good = with_layer_size(&layer.len().to_string());
+    let r = put_raw("good", OCI_MANIFEST, good.clone()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    // An index's entries are checked against the manifests the repository holds.
+    let child = digest(good.as_bytes());
+    let index = |size: usize| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{child}","size":{size}}}]}}"#
+        )
+    };
+    let r = put_raw("multi", OCI_INDEX, index(good.len() - 1))
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, "SIZE_INVALID");
+    let r = put_raw("multi", OCI_INDEX, index(good.len()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Paging: n and last.
+    for (path, code) in [
+        (
+            format!("/v2/{repo}/tags/list?n=-1"),
+            "PAGINATION_NUMBER_INVALID",
+        ),
+        (
+            format!("/v2/{repo}/tags/list?n=two"),
+            "PAGINATION_NUMBER_INVALID",
+        ),
+        (
+            format!("/v2/{repo}/tags/list?n=1.0"),
+            "PAGINATION_NUMBER_INVALID",
+        ),
+        (format!("/v2/{repo}/tags/list?last=-x"), "TAG_INVALID"),
+        ("/v2/_catalog?n=-1".to_owned(), "PAGINATION_NUMBER_INVALID"),
+        (
+            "/v2/_catalog?last=Not%20A%20Name".to_owned(),
+            "NAME_INVALID",
+        ),
+    ] {
+        let r = reg.req(Method::GET, &path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(error_code(r).await, code, "{path}");
+    }
+    let r = reg
+        .req(Method::GET, &format!("/v2/{repo}/tags/list?n=1&last=good"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"name": repo, "tags": ["multi"]})
+    );
+    let r = reg
+        .req(Method::GET, &format!("/v2/{repo}/tags/list?n=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!([]));
 }
 
 #[tokio::test]

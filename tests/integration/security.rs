@@ -238,7 +238,10 @@ const PROBE: &str = r#"while true; do target=$(sed -n 's/.*"target": *"\([^"]*\)
 async fn probe_image(server: &TestServer, api: &V1, login: &str) {
     let dir = dockerfile_dir(&format!("CMD [\"sh\", \"-c\", {}]", json!(PROBE)));
     push_image(server, login, Some(dir.path()), "probe", "1").await;
-    let manifest = json!({"probe": {"name": "probe", "tag": "1", "type": "daemon"}});
+    let manifest = json!({"probe": {
+        "name": "probe", "tag": "1", "type": "daemon",
+        "arguments": {"volume_location": "/data", "volume_size": 1},
+    }});
     let (st, v) = api.post("/prototypes", manifest).await;
     assert_eq!(st, 201, "{v}");
 }

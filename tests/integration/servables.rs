@@ -297,7 +297,10 @@ async fn delegation_is_granted_requested_resolved_and_refused() {
         "reader",
         "daemon",
         "CMD [\"sleep\", \"3600\"]",
-        json!({"config-capabilities": {"mine": ["READ"], "theirs": ["READ"], "other": ["READ"]}}),
+        json!({
+            "arguments": {"volume_location": "/data", "volume_size": 1},
+            "config-capabilities": {"mine": ["READ"], "theirs": ["READ"], "other": ["READ"]},
+        }),
     )
     .await;
     let servable = create(
@@ -521,7 +524,7 @@ async fn a_failing_daemon_is_restarted_and_a_pipeline_is_not() {
         "flaky",
         "daemon",
         "CMD [\"sh\", \"-c\", \"echo up; sleep 1; exit 3\"]",
-        json!({}),
+        json!({"arguments": {"volume_location": "/data", "volume_size": 1}}),
     )
     .await;
     let servable = create(&api, "flaky", json!({}), small()).await;
@@ -540,6 +543,11 @@ async fn a_failing_daemon_is_restarted_and_a_pipeline_is_not() {
         .filter(|l| l["logline"] == "up")
         .count();
     assert!(ups >= 2, "{logs}");
+    // An instance's lines name it as the instance (a job's name the job).
+    for line in logs.as_array().unwrap() {
+        assert_eq!(line["instance"], id.as_str(), "{line}");
+        assert!(line.get("job").is_none(), "{line}");
+    }
 
     prototype(
         &server,
@@ -562,6 +570,108 @@ async fn a_failing_daemon_is_restarted_and_a_pipeline_is_not() {
         (again["state"].as_str(), again["restarts"].as_u64()),
         (Some("failed"), Some(0))
     );
+}
+
+/// Issue 11: a servable whose image has a truncated layer answered `503 engine_unavailable`
+/// although the engine was up. The engine refusing the image is the image's fault: the
+/// instance fails with the engine's message (or the run is a 4xx with it), never 503.
+#[tokio::test]
+async fn an_image_with_a_truncated_layer_fails_with_the_engines_message() {
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let digest = |bytes: &[u8]| {
+        format!(
+            "sha256:{}",
+            dtaas::core::secrets::hex(&Sha256::digest(bytes))
+        )
+    };
+
+    let server = TestServer::start().await;
+    let (api, login) = v1_user(&server, "trunc").await;
+    let name = unique("truncated");
+    // A layer: a tar of one file, gzipped, of which the registry gets the first half.
+    let mut tar = tar::Builder::new(Vec::new());
+    let content = vec![b'x'; 64 * 1024];
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "hello.txt", content.as_slice())
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let layer = gz[..gz.len() / 2].to_vec();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/hello.txt"]},
+        "rootfs": {"type": "layers", "diff_ids": [digest(&tar)]},
+    }))
+    .unwrap();
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut blobs = Vec::new();
+    for bytes in [&config, &layer] {
+        let d = digest(bytes);
+        let r = c
+            .post(server.url(&format!("/v2/{name}/blobs/uploads/?digest={d}")))
+            .basic_auth(&login, Some(PASSWORD))
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        blobs.push(d);
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": blobs[0], "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "digest": blobs[1], "size": layer.len()}],
+    });
+    let r = c
+        .put(server.url(&format!("/v2/{name}/manifests/1")))
+        .basic_auth(&login, Some(PASSWORD))
+        .header(
+            "content-type",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .body(serde_json::to_vec(&manifest).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let (status, body) = api
+        .post(
+            "/prototypes",
+            json!({ &name: {"name": &name, "tag": "1", "type": "pipeline"} }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let servable = create(&api, &name, json!({}), small()).await;
+
+    let (status, body) = api
+        .post(&format!("/servables/{servable}/run"), json!({}))
+        .await;
+    assert_ne!(status, 503, "{body}");
+    let message = if status == 201 {
+        assert_eq!(body["state"], "failed", "{body}");
+        body["error"].as_str().unwrap_or_default().to_owned()
+    } else {
+        assert!((400..500).contains(&status), "{status}: {body}");
+        let (code, message) = v1_error(&body);
+        assert_ne!(code, "engine_unavailable");
+        message.to_owned()
+    };
+    assert!(
+        message.contains("unexpected EOF") || message.contains("tar"),
+        "the engine's message: {message}"
+    );
+    assert!(!message.contains("unavailable"), "{message}");
 }
 
 #[tokio::test]
@@ -591,7 +701,14 @@ async fn running_servables_survive_a_sigkill_of_the_server() {
         let (status, body) = api
             .post(
                 "/prototypes",
-                json!({ name: {"name": name, "tag": "1", "type": kind} }),
+                json!({ name: {
+                    "name": name, "tag": "1", "type": kind,
+                    "arguments": if kind == "daemon" {
+                        json!({"volume_location": "/data", "volume_size": 1})
+                    } else {
+                        json!({})
+                    },
+                } }),
             )
             .await;
         assert_eq!(status, 201, "{body}");

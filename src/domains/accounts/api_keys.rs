@@ -3,7 +3,7 @@
 //! revoke it; so may an admin).
 
 use super::{API_KEY_HASHES, API_KEYS};
-use crate::core::clock::Timestamp;
+use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::core::secrets::{hex, random_token, secret_hash};
@@ -32,6 +32,20 @@ pub struct NewApiKey {
     pub key: ApiKey,
     /// The secret itself, shown once.
     pub secret: String,
+}
+
+/// When a key asked for with `expires_in_days` expires: refused (400) when that is after the
+/// last time the API can write (9999-12-31T23:59:59Z, see `clock::latest`).
+pub fn expiry_in_days(now: Timestamp, days: u32) -> Result<Timestamp> {
+    chrono::Duration::try_days(i64::from(days))
+        .and_then(|by| clock::checked_later(now, by))
+        .ok_or_else(|| {
+            let most = (clock::latest() - now).num_days();
+            Error::bad_request(format!(
+                "expires_in_days must be at most {most}: a key cannot expire after \
+                 9999-12-31T23:59:59Z"
+            ))
+        })
 }
 
 /// A key the caller asks for (`POST /v1/api-keys`): users only. A servable acts with the key of
@@ -167,4 +181,30 @@ fn lookup(store: &Store, secret: &str, now: Timestamp) -> Result<ApiKey> {
         return Err(Error::unauthorized("this API key has expired"));
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_in_days_is_a_date_the_api_can_write() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            expiry_in_days(now, 30).unwrap(),
+            now + chrono::Duration::days(30)
+        );
+        let most = (clock::latest() - now).num_days();
+        let last = u32::try_from(most).unwrap();
+        assert!(expiry_in_days(now, last).unwrap() <= clock::latest());
+        for days in [last + 1, 3_000_000, 95_005_449, u32::MAX] {
+            let e = expiry_in_days(now, days).unwrap_err();
+            assert!(matches!(e, Error::BadRequest(_)), "{days}: {e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("expires_in_days must be at most {most}")),
+                "{e}"
+            );
+        }
+    }
 }

@@ -2,12 +2,13 @@
 //! `POST /login` (and the app proxy's sign-in page, which is the same route), and the registry's
 //! Basic credentials. Same limits, same order, same answers everywhere:
 //!
-//! 1. refused with 429 while the client address or the login is over its failure limit (before
-//!    any hashing);
+//! 1. refused with 429 while the client address or the login is at its failure limit; else the
+//!    attempt is counted as a failure of both, up front, under the limiter's lock (so however
+//!    many arrive at once, no more than the limits reach the hashing);
 //! 2. the password verified with argon2 (an unknown login costs the same, so it cannot be told
-//!    from a wrong password by timing); a failure counts against both limits and is 401;
-//! 3. a correct password clears the login's failures; then an account not confirmed yet, or
-//!    disabled, is refused with 403 and a message saying which.
+//!    from a wrong password by timing); a wrong one stays counted and is 401;
+//! 3. a correct password clears the login's failures and gives the address its count back; then
+//!    an account not confirmed yet, or disabled, is refused with 403 and a message saying which.
 //!
 //! `docker login` sends Basic credentials with every registry request, so a success through
 //! [`PasswordLogins::login_remembering`] is remembered for a few minutes, keyed by the SHA-256 of
@@ -57,10 +58,18 @@ impl PasswordLogins {
         password: &str,
         now: Timestamp,
     ) -> Result<User> {
-        if let Some(retry_after) = self.limiter.blocked_for(addr, login, now) {
-            return Err(Error::RateLimited { retry_after });
-        }
-        let verified = match find_user_by_login(store, login)? {
+        let attempt = self
+            .limiter
+            .reserve(addr, login, now)
+            .map_err(|retry_after| Error::RateLimited { retry_after })?;
+        let found = match find_user_by_login(store, login) {
+            Ok(found) => found,
+            Err(e) => {
+                self.limiter.abandoned(attempt);
+                return Err(e);
+            }
+        };
+        let verified = match found {
             Some(user) if verify_password(password, &user.password_hash) => Some(user),
             Some(_) => None,
             None => {
@@ -69,10 +78,10 @@ impl PasswordLogins {
             }
         };
         let Some(user) = verified else {
-            self.limiter.record_failure(addr, login, now);
+            self.limiter.failed(attempt);
             return Err(Error::unauthorized("invalid login or password"));
         };
-        self.limiter.record_success(login);
+        self.limiter.succeeded(attempt);
         if !user.confirmed {
             return Err(Error::forbidden(
                 "this account is not confirmed yet: open the confirmation link \

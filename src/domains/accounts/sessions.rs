@@ -7,7 +7,7 @@
 //! can never act on the appliance's API.
 
 use super::SESSIONS;
-use crate::core::clock::Timestamp;
+use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::core::secrets::{random_token, secret_hash};
@@ -37,10 +37,9 @@ impl SessionPolicy {
     const TOUCH_EVERY: i64 = 60;
 
     pub fn from_config(c: &crate::core::config::SessionConfig) -> SessionPolicy {
-        let secs = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
         SessionPolicy {
-            idle_timeout: secs(c.idle_timeout_secs),
-            lifetime: secs(c.lifetime_secs),
+            idle_timeout: clock::seconds(c.idle_timeout_secs),
+            lifetime: clock::seconds(c.lifetime_secs),
         }
     }
 }
@@ -64,7 +63,7 @@ pub fn create_session(
         scope,
         created: now,
         last_seen: now,
-        expires: now + policy.lifetime,
+        expires: clock::later(now, policy.lifetime),
     };
     let txn = store.write()?;
     txn.open_table(SESSIONS)?

@@ -16,7 +16,11 @@ pub enum Code {
     ManifestUnknown,
     NameInvalid,
     NameUnknown,
+    /// distribution's code for an `n` that is not a non-negative integer (400).
+    PaginationNumberInvalid,
     SizeInvalid,
+    /// Docker's legacy code for an invalid tag, which distribution keeps (400).
+    TagInvalid,
     Unauthorized,
     Denied,
     Unsupported,
@@ -37,7 +41,9 @@ impl Code {
             Code::ManifestUnknown => "MANIFEST_UNKNOWN",
             Code::NameInvalid => "NAME_INVALID",
             Code::NameUnknown => "NAME_UNKNOWN",
+            Code::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             Code::SizeInvalid => "SIZE_INVALID",
+            Code::TagInvalid => "TAG_INVALID",
             Code::Unauthorized => "UNAUTHORIZED",
             Code::Denied => "DENIED",
             Code::Unsupported => "UNSUPPORTED",

@@ -3,7 +3,7 @@
 //! only decides whether they are a manifest the registry accepts and what they point at.
 
 use super::error::{Code, RResult, RegistryError};
-use super::meta::Manifest;
+use super::meta::{Manifest, Sizes};
 use super::names;
 use serde::Deserialize;
 
@@ -31,6 +31,8 @@ struct Document {
 struct Descriptor {
     media_type: Option<String>,
     digest: Option<String>,
+    /// Read as any JSON number, to tell what is wrong with one that is not an int64.
+    size: Option<serde_json::Number>,
 }
 
 /// A platform entry of an index (`manifests[].platform`).
@@ -69,16 +71,41 @@ impl Descriptor {
         names::check_digest(digest)?;
         Ok(digest.to_owned())
     }
+
+    /// The declared size, if any: a non-negative integer that fits an int64 (the OCI spec's
+    /// type; a size of -1 or 2^64 is no size).
+    fn size(&self) -> RResult<Option<u64>> {
+        let Some(size) = &self.size else {
+            return Ok(None);
+        };
+        size.as_i64()
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "a descriptor's size must be a non-negative integer of at most {}, not {size}",
+                    i64::MAX
+                ))
+            })
+    }
+
+    /// The declared size, which a descriptor of a reference must have.
+    fn required_size(&self) -> RResult<u64> {
+        self.size()?
+            .ok_or_else(|| invalid("a descriptor has no size"))
+    }
 }
 
 /// Reads a pushed manifest: its media type (the document's, else the `Content-Type`), what it
-/// references, and its subject. `digest` is the digest of `bytes`; `now` the push time.
+/// references, and its subject; and the sizes its references are declared with (required,
+/// checked against what the registry holds when it is stored: `meta::put_manifest`). `digest`
+/// is the digest of `bytes`; `now` the push time.
 pub fn parse(
     bytes: &[u8],
     content_type: Option<&str>,
     digest: &str,
     now: i64,
-) -> RResult<Manifest> {
+) -> RResult<(Manifest, Sizes)> {
     let doc: Document = serde_json::from_slice(bytes).map_err(invalid)?;
     let declared = doc.media_type.as_deref();
     let media_type = declared
@@ -95,15 +122,17 @@ pub fn parse(
     }
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
+    let mut sizes = Sizes::default();
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
             if doc.schema_version != Some(2) {
                 return Err(invalid("schemaVersion must be 2"));
             }
             let config = doc.config.as_ref().ok_or_else(|| invalid("no config"))?;
-            blobs.push(config.digest()?);
-            for layer in doc.layers.as_deref().ok_or_else(|| invalid("no layers"))? {
-                blobs.push(layer.digest()?);
+            let layers = doc.layers.as_deref().ok_or_else(|| invalid("no layers"))?;
+            for blob in std::iter::once(config).chain(layers) {
+                blobs.push(blob.digest()?);
+                sizes.blobs.push(blob.required_size()?);
             }
         }
         OCI_INDEX | DOCKER_LIST => {
@@ -116,18 +145,23 @@ pub fn parse(
                 .ok_or_else(|| invalid("no manifests"))?
             {
                 manifests.push(m.digest()?);
+                sizes.manifests.push(m.required_size()?);
             }
         }
         other => return Err(invalid(format!("unsupported media type {other}"))),
     }
+    // The subject need not be here: its size is checked for its type only.
     let subject = match &doc.subject {
-        Some(s) => Some(s.digest()?),
+        Some(s) => {
+            s.size()?;
+            Some(s.digest()?)
+        }
         None => None,
     };
     let artifact_type = doc
         .artifact_type
         .or_else(|| doc.config.and_then(|c| c.media_type));
-    Ok(Manifest {
+    let manifest = Manifest {
         digest: digest.to_owned(),
         media_type,
         size: bytes.len() as u64,
@@ -137,7 +171,8 @@ pub fn parse(
         artifact_type,
         annotations: doc.annotations,
         created: now,
-    })
+    };
+    Ok((manifest, sizes))
 }
 
 /// The digest of an index's entry for `os`/`architecture`, if it has one.
@@ -181,9 +216,11 @@ mod tests {
     #[test]
     fn an_image_manifest_references_its_config_and_layers() {
         let bytes = image(OCI_MANIFEST);
-        let m = parse(bytes.as_bytes(), Some(OCI_MANIFEST), &d(9), 7).expect("valid");
+        let (m, sizes) = parse(bytes.as_bytes(), Some(OCI_MANIFEST), &d(9), 7).expect("valid");
         assert_eq!(m.media_type, OCI_MANIFEST);
         assert_eq!(m.blobs, vec![d(1), d(2)]);
+        assert_eq!(sizes.blobs, vec![2, 3]);
+        assert!(sizes.manifests.is_empty());
         assert!(m.manifests.is_empty());
         assert_eq!(
             m.artifact_type.as_deref(),
@@ -198,15 +235,16 @@ mod tests {
     fn an_index_references_its_manifests_and_a_subject_is_read() {
         let bytes = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[
-                {{"digest":"{}","platform":{{"os":"linux","architecture":"amd64"}}}},
-                {{"digest":"{}","platform":{{"os":"linux","architecture":"arm64"}}}}],
+                {{"digest":"{}","size":10,"platform":{{"os":"linux","architecture":"amd64"}}}},
+                {{"digest":"{}","size":11,"platform":{{"os":"linux","architecture":"arm64"}}}}],
                 "subject":{{"digest":"{}"}},"artifactType":"t"}}"#,
             d(3),
             d(4),
             d(5)
         );
-        let m = parse(bytes.as_bytes(), None, &d(9), 0).expect("valid");
+        let (m, sizes) = parse(bytes.as_bytes(), None, &d(9), 0).expect("valid");
         assert_eq!(m.manifests, vec![d(3), d(4)]);
+        assert_eq!(sizes.manifests, vec![10, 11]);
         assert_eq!(m.subject, Some(d(5)));
         assert_eq!(m.artifact_type.as_deref(), Some("t"));
         assert_eq!(
@@ -220,7 +258,7 @@ mod tests {
     fn the_content_type_names_the_media_type_when_the_document_does_not() {
         let bytes =
             image(DOCKER_MANIFEST).replace(&format!(r#""mediaType":"{DOCKER_MANIFEST}","#), "");
-        let m = parse(
+        let (m, _) = parse(
             bytes.as_bytes(),
             Some(&format!("{DOCKER_MANIFEST}; charset=utf-8")),
             &d(9),
@@ -254,7 +292,7 @@ mod tests {
         );
         assert!(refuse(&no_digest, None).contains("no digest"));
         let no_layers = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}"}}}}"#,
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{}","size":1}}}}"#,
             d(1)
         );
         assert!(refuse(&no_layers, None).contains("no layers"));
@@ -262,5 +300,49 @@ mod tests {
         let bad = image(OCI_MANIFEST).replace(&d(2), "sha256:xyz");
         let e = parse(bad.as_bytes(), None, &d(9), 0).expect_err("refused");
         assert_eq!(e.code, Code::DigestInvalid);
+    }
+
+    #[test]
+    fn a_descriptor_size_is_a_non_negative_int64() {
+        let with_layer_size =
+            |size: &str| image(OCI_MANIFEST).replace("\"size\":3", &format!("\"size\":{size}"));
+        for size in ["0", "3", "9223372036854775807"] {
+            let bytes = with_layer_size(size);
+            let (_, sizes) = parse(bytes.as_bytes(), None, &d(9), 0).expect(size);
+            assert_eq!(sizes.blobs[1].to_string(), size);
+        }
+        for size in [
+            "-1",
+            "9223372036854775808",
+            "18446744073709551616",
+            "3.0",
+            "1e3",
+            "\"3\"",
+            "null",
+        ] {
+            let bytes = with_layer_size(size);
+            let e = parse(bytes.as_bytes(), None, &d(9), 0).expect_err(size);
+            assert_eq!(e.code, Code::ManifestInvalid, "{size}: {}", e.message);
+        }
+        // A reference without a size, in a manifest or an index.
+        let no_size = image(OCI_MANIFEST).replace(",\"size\":2", "");
+        let e = parse(no_size.as_bytes(), None, &d(9), 0).expect_err("no size");
+        assert!(e.message.contains("no size"), "{}", e.message);
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{}"}}]}}"#,
+            d(3)
+        );
+        let e = parse(index.as_bytes(), None, &d(9), 0).expect_err("no size");
+        assert!(e.message.contains("no size"), "{}", e.message);
+        // A subject's size is checked when it has one.
+        let subject = image(OCI_MANIFEST).replace(
+            "\"annotations\"",
+            &format!(
+                r#""subject":{{"digest":"{}","size":-5}},"annotations""#,
+                d(5)
+            ),
+        );
+        let e = parse(subject.as_bytes(), None, &d(9), 0).expect_err("subject size");
+        assert_eq!(e.code, Code::ManifestInvalid);
     }
 }

@@ -220,33 +220,70 @@ pub fn unlink_blob(store: &Store, repo: &str, digest: &str) -> Result<bool> {
     Ok(removed)
 }
 
-/// What a manifest references, for the checks before it is stored.
-pub struct ManifestRefs {
-    pub blobs: Vec<String>,
-    pub manifests: Vec<String>,
+/// The sizes a manifest declares for what it references: `blobs[i]` for its `blobs[i]`,
+/// `manifests[i]` for its `manifests[i]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub blobs: Vec<u64>,
+    pub manifests: Vec<u64>,
+}
+
+/// Why a manifest is not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The repository holds no blob or manifest of this digest.
+    Unknown(String),
+    /// The manifest declares a size for a blob or manifest the repository holds with another.
+    Size {
+        digest: String,
+        declared: u64,
+        actual: u64,
+    },
 }
 
 /// Stores a manifest (and a tag), after checking that the repository holds everything it
-/// references; returns the first missing reference otherwise.
+/// references, with the sizes `sizes` declares; returns the first reference that fails
+/// otherwise.
 pub fn put_manifest(
     store: &Store,
     repo: &str,
     manifest: &Manifest,
+    sizes: &Sizes,
     bytes: &[u8],
     tag: Option<&str>,
-) -> Result<Result<(), String>> {
+) -> Result<Result<(), Refused>> {
+    let wrong_size = |digest: &str, declared: Option<&u64>, actual: u64| {
+        declared
+            .filter(|declared| **declared != actual)
+            .map(|declared| Refused::Size {
+                digest: digest.to_owned(),
+                declared: *declared,
+                actual,
+            })
+    };
     let txn = store.write()?;
     {
         let links = txn.open_table(REPO_BLOBS)?;
-        for b in &manifest.blobs {
+        let records = txn.open_table(BLOBS)?;
+        for (i, b) in manifest.blobs.iter().enumerate() {
             if links.get((repo, b.as_str()))?.is_none() {
-                return Ok(Err(b.clone()));
+                return Ok(Err(Refused::Unknown(b.clone())));
+            }
+            if let Some(record) = records.get(b.as_str())? {
+                let record: BlobRecord = decode(record.value())?;
+                if let Some(refused) = wrong_size(b, sizes.blobs.get(i), record.size) {
+                    return Ok(Err(refused));
+                }
             }
         }
         let manifests = txn.open_table(MANIFESTS)?;
-        for m in &manifest.manifests {
-            if manifests.get((repo, m.as_str()))?.is_none() {
-                return Ok(Err(m.clone()));
+        for (i, m) in manifest.manifests.iter().enumerate() {
+            let Some(held) = manifests.get((repo, m.as_str()))? else {
+                return Ok(Err(Refused::Unknown(m.clone())));
+            };
+            let held: Manifest = decode(held.value())?;
+            if let Some(refused) = wrong_size(m, sizes.manifests.get(i), held.size) {
+                return Ok(Err(refused));
             }
         }
     }

@@ -7,14 +7,14 @@ use crate::domains::jobs;
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
 use crate::faces::state::App;
-use crate::faces::views;
+use crate::faces::views::{self, LogOf};
 use axum::extract::{Path, State};
 use axum::response::Response;
 
 async fn read_logs_json(app: &App, caller: &Principal, job: &str, after: u64) -> Result<Response> {
     let job = parse_id(job, "Job")?;
     jobs::job_for(&app.store, caller, None, job, Capability::Read)?;
-    views::log_lines(app, job, after).await
+    views::log_lines(app, job, LogOf::Job, after).await
 }
 
 pub(super) async fn logs(

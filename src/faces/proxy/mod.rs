@@ -184,9 +184,16 @@ fn app_host(request: &Request, apps_domain: &str) -> Option<Id> {
 }
 
 /// Checks access, forwards the request to the app's running instance and relays the answer.
+/// A panic on the way is the proxy's 500 (it runs outside the faces' own layers on app hosts).
 async fn forward(app: &App, id: Id, request: Request, mount: Mount) -> Response {
-    match try_forward(app, id, request, mount).await {
-        Ok(response) | Err(response) => response,
+    let what = format!(
+        "proxying {} {}",
+        request.method(),
+        errors::loggable_path(&request)
+    );
+    match errors::unwinding(what, try_forward(app, id, request, mount)).await {
+        Ok(Ok(response) | Err(response)) => response,
+        Err(e) => error_response(e).await,
     }
 }
 

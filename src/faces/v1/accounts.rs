@@ -14,7 +14,6 @@ use crate::faces::state::App;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -92,7 +91,8 @@ async fn list_keys(State(app): State<App>, Auth(principal): Auth) -> Result<Json
 #[serde(deny_unknown_fields)]
 struct NewKey {
     name: String,
-    /// Days until the key stops working; none for a key that lives until revoked.
+    /// Days until the key stops working; none for a key that lives until revoked. A key
+    /// cannot expire after 9999-12-31T23:59:59Z (400).
     #[serde(default)]
     expires_in_days: Option<u32>,
 }
@@ -108,7 +108,8 @@ async fn create_key(
     let now = app.now();
     let expires = body
         .expires_in_days
-        .map(|d| now + Duration::days(i64::from(d)));
+        .map(|d| accounts::expiry_in_days(now, d))
+        .transpose()?;
     let created = app
         .blocking(move |app| {
             accounts::request_api_key(&app.store, &principal, &body.name, expires, now)

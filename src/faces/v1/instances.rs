@@ -174,7 +174,7 @@ async fn restart_instance(
 #[utoipa::path(get, path = "/instances/{id}/logs", tag = "instances",
     params(("id" = Id, Path), LogQuery),
     responses(
-        (status = 200, description = "JSON lines, or text/event-stream with follow"),
+        (status = 200, description = "The lines as a JSON array of `{\"id\", \"instance\", \"logline\"}`, or text/event-stream with follow"),
         (status = 404, body = ErrorBody),
     ))]
 async fn instance_logs(
@@ -185,7 +185,8 @@ async fn instance_logs(
 ) -> Result<Response> {
     let id = parse_id(&id, "Instance")?;
     servables::instance_for(&app.store, &p, id, Capability::Read)?;
-    log_response(app, id, q, |app, id| {
+    let of = crate::faces::views::LogOf::Instance;
+    log_response(app, id, of, q, |app, id| {
         let instance = servables::get_instance(&app.store, id)?;
         Ok(match instance {
             None => Some(serde_json::json!({ "state": "deleted" })),

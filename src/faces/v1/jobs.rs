@@ -71,7 +71,7 @@ async fn result(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -
 /// then an `end` event when the job has ended).
 #[utoipa::path(get, path = "/jobs/{id}/logs", tag = "jobs", params(("id" = Id, Path), LogQuery),
     responses(
-        (status = 200, description = "JSON lines, or text/event-stream with follow"),
+        (status = 200, description = "The lines as a JSON array of `{\"id\", \"job\", \"logline\"}`, or text/event-stream with follow"),
         (status = 404, body = ErrorBody),
     ))]
 async fn logs(
@@ -82,7 +82,7 @@ async fn logs(
 ) -> Result<Response> {
     let id = parse_id(&id, "Job")?;
     jobs::job_for(&app.store, &p, None, id, Capability::Read)?;
-    log_response(app, id, q, |app, id| {
+    log_response(app, id, crate::faces::views::LogOf::Job, q, |app, id| {
         Ok(match jobs::get_job(&app.store, id)? {
             None => Some(json!({ "state": "deleted" })),
             Some(j) if j.state.is_finished() || j.state == jobs::JobState::Ready => {

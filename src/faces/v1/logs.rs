@@ -7,7 +7,7 @@ use crate::core::error::Result;
 use crate::core::id::Id;
 use crate::domains::logs::{self, LogLine};
 use crate::faces::state::App;
-use crate::faces::views;
+use crate::faces::views::{self, LogOf};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -36,6 +36,7 @@ pub type EndProbe = Arc<dyn Fn(&App, Id) -> Result<Option<Value>> + Send + Sync>
 pub async fn log_response(
     app: App,
     id: Id,
+    of: LogOf,
     q: LogQuery,
     ended: impl Fn(&App, Id) -> Result<Option<Value>> + Send + Sync + 'static,
 ) -> Result<Response> {
@@ -44,7 +45,7 @@ pub async fn log_response(
         .as_deref()
         .is_some_and(|f| !matches!(f, "0" | "false" | "no"));
     if !follow {
-        return views::log_lines(&app, id, q.after).await;
+        return views::log_lines(&app, id, of, q.after).await;
     }
     Ok(Sse::new(follow_stream(app, id, q.after, Arc::new(ended)))
         .keep_alive(KeepAlive::default())

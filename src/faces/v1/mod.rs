@@ -37,8 +37,17 @@ pub fn routes() -> OpenApiRouter<App> {
 /// /v1 with its documentation and its error dialect.
 pub fn router() -> Router<App> {
     let (router, api) = routes().split_for_parts();
+    with_v1_errors(
+        router
+            .merge(openapi::routes(openapi::finish(api)))
+            .route("/v1/{*rest}", axum::routing::any(errors::not_found)),
+    )
+}
+
+/// The /v1 error dialect over `router`, with a panic in a handler caught under it
+/// (`errors::catch_panic`): the /v1 JSON 500.
+pub(super) fn with_v1_errors<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router
-        .merge(openapi::routes(openapi::finish(api)))
-        .route("/v1/{*rest}", axum::routing::any(errors::not_found))
+        .layer(middleware::from_fn(errors::catch_panic))
         .layer(middleware::map_response(errors::v1))
 }

@@ -26,7 +26,9 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `too_large`, `rate_limited`, `invalid`, `unavailable`, `engine_unavailable`, `internal`.
+    /// `too_large`, `rate_limited`, `invalid`, `unavailable`, `bad_gateway`,
+    /// `engine_unavailable` (the Docker engine does not answer, 503), `engine_failed` (it
+    /// answered with a failure of its own, 502), `internal`.
     code: String,
     message: String,
     /// For `invalid`: each problem with the item and field it concerns.

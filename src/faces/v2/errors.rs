@@ -23,7 +23,9 @@ pub fn status(code: Code) -> StatusCode {
         | Code::ManifestBlobUnknown
         | Code::ManifestInvalid
         | Code::NameInvalid
-        | Code::SizeInvalid => StatusCode::BAD_REQUEST,
+        | Code::PaginationNumberInvalid
+        | Code::SizeInvalid
+        | Code::TagInvalid => StatusCode::BAD_REQUEST,
     }
 }
 

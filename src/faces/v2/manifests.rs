@@ -5,7 +5,8 @@ use super::{Ctx, for_pull, for_push, header, unix_now};
 use crate::domains::authz::Capability;
 use crate::domains::registry::error::{Code, RResult, RegistryError};
 use crate::domains::registry::manifest;
-use crate::domains::registry::{meta, names};
+use crate::domains::registry::meta::{self, Refused};
+use crate::domains::registry::names;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -90,13 +91,27 @@ pub(super) async fn put_manifest(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let manifest = manifest::parse(&bytes, content_type, &digest, unix_now(ctx.app))?;
+    let (manifest, sizes) = manifest::parse(&bytes, content_type, &digest, unix_now(ctx.app))?;
     let tag = (!reference.contains(':')).then_some(reference);
-    if let Err(missing) = meta::put_manifest(&ctx.app.store, name, &manifest, &bytes, tag)? {
-        return Err(
-            RegistryError::new(Code::ManifestBlobUnknown, "blob unknown to registry")
-                .detail(json!({ "digest": missing })),
-        );
+    match meta::put_manifest(&ctx.app.store, name, &manifest, &sizes, &bytes, tag)? {
+        Ok(()) => {}
+        Err(Refused::Unknown(missing)) => {
+            return Err(
+                RegistryError::new(Code::ManifestBlobUnknown, "blob unknown to registry")
+                    .detail(json!({ "digest": missing })),
+            );
+        }
+        Err(Refused::Size {
+            digest,
+            declared,
+            actual,
+        }) => {
+            return Err(RegistryError::new(
+                Code::SizeInvalid,
+                format!("the manifest declares {declared} bytes for {digest}, which has {actual}"),
+            )
+            .detail(json!({ "digest": digest, "size": declared, "actual": actual })));
+        }
     }
     let mut r = StatusCode::CREATED.into_response();
     header(

@@ -28,12 +28,29 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/v2", any(ping))
-        .route("/v2/", any(ping))
-        .route("/v2/{*rest}", any(dispatch))
-        .layer(DefaultBodyLimit::disable())
+    with_registry_errors(
+        Router::new()
+            .route("/v2", any(ping))
+            .route("/v2/", any(ping))
+            .route("/v2/{*rest}", any(dispatch))
+            .layer(DefaultBodyLimit::disable()),
+    )
+}
+
+/// The registry's header on every answer, and a panic in a handler as the spec's 500
+/// (`UNKNOWN`, the cause logged) instead of a dropped connection.
+pub(super) fn with_registry_errors<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+) -> Router<S> {
+    router
+        .layer(axum::middleware::from_fn(catch_panic))
         .layer(axum::middleware::map_response(api_version_header))
+}
+
+async fn catch_panic(request: Request, next: axum::middleware::Next) -> Response {
+    crate::faces::errors::catching_panics(request, next)
+        .await
+        .unwrap_or_else(|e| RegistryError::from(e).into_response())
 }
 
 async fn api_version_header(mut response: Response) -> Response {

@@ -2,9 +2,9 @@
 //! of [`super::register_manifest`].
 //!
 //! A name equals its key and is an image name; a tag is an image tag; `config-capabilities`
-//! mirrors an object config with lists of capabilities as leaves; a daemon's volume, when it
-//! has one, is an absolute path and a size; the manifest's own prototypes do not depend on each
-//! other in a cycle.
+//! mirrors an object config with lists of capabilities as leaves; a daemon has a volume, an
+//! absolute path and a size; the manifest's own prototypes do not depend on each other in a
+//! cycle.
 
 use super::parse::{Entry, Typed, capability_list};
 use crate::core::error::Problem;
@@ -59,14 +59,11 @@ fn check_entry(entry: &Entry, problems: &mut Vec<Problem>) {
     );
 }
 
-/// A daemon may have a volume: then both an absolute `volume_location` (not `/`, without `..`)
-/// and a positive `volume_size` in MB. A daemon with neither has no volume.
+/// A daemon has a persistent volume (seed 002: the arguments a daemon requires): an absolute
+/// `volume_location` (not `/`, without `..`) and a positive `volume_size` in MB.
 fn check_daemon_arguments(key: &str, arguments: &Map<String, Value>, problems: &mut Vec<Problem>) {
     let location = arguments.get("volume_location");
     let size = arguments.get("volume_size");
-    if location.is_none() && size.is_none() {
-        return;
-    }
     match location.and_then(Value::as_str) {
         Some(l) if l.starts_with('/') && l != "/" && !l.split('/').any(|c| c == "..") => {}
         Some(l) => problems.push(Problem::new(
@@ -74,10 +71,15 @@ fn check_daemon_arguments(key: &str, arguments: &Map<String, Value>, problems: &
             "arguments.volume_location",
             format!("{l:?} must be an absolute path in the container (not / and without ..)"),
         )),
+        None if location.is_some() => problems.push(Problem::new(
+            key,
+            "arguments.volume_location",
+            "must be an absolute path in the container (a string)",
+        )),
         None => problems.push(Problem::new(
             key,
             "arguments.volume_location",
-            "missing: a daemon with a volume_size needs an absolute volume_location",
+            "missing: a daemon needs an absolute volume_location for its persistent volume",
         )),
     }
     match size {
@@ -90,7 +92,7 @@ fn check_daemon_arguments(key: &str, arguments: &Map<String, Value>, problems: &
         None => problems.push(Problem::new(
             key,
             "arguments.volume_size",
-            "missing: a daemon with a volume_location needs a volume_size in MB",
+            "missing: a daemon needs a volume_size in MB for its persistent volume",
         )),
     }
 }
@@ -368,8 +370,14 @@ mod tests {
             vec![(
                 "d".into(),
                 "arguments.volume_location".into(),
-                "missing: a daemon with a volume_size needs an absolute volume_location".into()
+                "missing: a daemon needs an absolute volume_location for its persistent volume"
+                    .into()
             )]
+        );
+        let found = problems(json!({"d": daemon(json!({"volume_location": 7, "volume_size": 1}))}));
+        assert_eq!(
+            found[0].2,
+            "must be an absolute path in the container (a string)"
         );
     }
 
@@ -386,15 +394,27 @@ mod tests {
             vec![(
                 "d".into(),
                 "arguments.volume_size".into(),
-                "missing: a daemon with a volume_location needs a volume_size in MB".into()
+                "missing: a daemon needs a volume_size in MB for its persistent volume".into()
             )]
         );
     }
 
     #[test]
-    fn a_daemon_without_a_volume_and_other_types_with_any_arguments_are_accepted() {
-        assert_eq!(fields("d", daemon(json!({}))), vec![]);
-        assert_eq!(fields("d", daemon(json!({"other": 1}))), vec![]);
+    fn a_daemon_without_volume_arguments_is_refused_naming_both() {
+        for arguments in [json!({}), json!({"other": 1})] {
+            assert_eq!(
+                fields("d", daemon(arguments.clone())),
+                vec![
+                    ("d".to_owned(), "arguments.volume_location".to_owned()),
+                    ("d".to_owned(), "arguments.volume_size".to_owned()),
+                ],
+                "{arguments}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_types_take_any_arguments() {
         let app = with(
             entry("p", "app"),
             json!({"arguments": {"volume_location": "data", "volume_size": 0}}),
