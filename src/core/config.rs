@@ -35,6 +35,23 @@ pub struct Config {
     pub containers: ContainersConfig,
     pub logs: LogsConfig,
     pub registration_limit: RegistrationLimitConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Memory the database may keep of its file for reads, in MiB (at least 1). More makes
+    /// repeated reads of a large store cheaper; the process's memory grows by up to this much.
+    pub cache_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_mb: crate::core::store::DEFAULT_CACHE_MB,
+        }
+    }
 }
 
 /// What every job and servable container gets, whatever its image asks for.
@@ -362,6 +379,7 @@ impl Default for Config {
             containers: ContainersConfig::default(),
             logs: LogsConfig::default(),
             registration_limit: RegistrationLimitConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -511,6 +529,12 @@ impl Config {
                  set allow_insecure_http = true (DTAAS_ALLOW_INSECURE_HTTP=true) if a TLS proxy \
                  fronts this server",
                 self.listen
+            )));
+        }
+        if !(1..=65536).contains(&self.store.cache_mb) {
+            return Err(ConfigError::Invalid(format!(
+                "store.cache_mb must be from 1 to 65536 (MiB), not {}",
+                self.store.cache_mb
             )));
         }
         if self.sessions.idle_timeout_secs == 0 || self.sessions.lifetime_secs == 0 {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fs;
 pub mod id;
 pub mod names;
+pub mod page;
 pub mod secrets;
 pub mod store;
 pub mod tasks;

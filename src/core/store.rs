@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The version of the table layout this build writes. Bumped with a migration when a table's key
-/// or value type changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// or value type changes, or a table is added that must be filled from the others.
+///
+/// 2: the list index (`authz`), filled from the objects, grants and records of version 1.
+pub const SCHEMA_VERSION: u64 = 2;
 
 pub const DB_FILE: &str = "dtaas.redb";
 
@@ -76,11 +78,31 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Creates a domain's tables (and any rows they must start with) in the opening transaction.
-pub type TableInit = fn(&WriteTransaction) -> Result<(), StoreError>;
+/// Creates a domain's tables (and any rows they must start with) in the opening transaction,
+/// and migrates what an older version of the store left.
+pub type TableInit = fn(&WriteTransaction, Opening) -> Result<(), StoreError>;
 
-/// Opens (creating if needed) the database in `data_dir`, with the tables `tables` create.
-pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> {
+/// What the opening transaction found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    /// The schema version the store had; `None` for a new store.
+    pub found: Option<u64>,
+}
+
+impl Opening {
+    /// Whether an existing store is being brought past `version` now (its migrations run).
+    pub fn upgrades_past(self, version: u64) -> bool {
+        self.found
+            .is_some_and(|v| v <= version && version < SCHEMA_VERSION)
+    }
+}
+
+/// The read cache of a store opened without a setting (`store.cache_mb`'s default).
+pub const DEFAULT_CACHE_MB: u64 = 16;
+
+/// Opens (creating if needed) the database in `data_dir`, with the tables `tables` create and
+/// a read cache of `cache_mb` MiB.
+pub fn open(data_dir: &Path, tables: &[TableInit], cache_mb: u64) -> Result<Store, StoreError> {
     let dir_error = |source| StoreError::DataDir {
         dir: data_dir.to_owned(),
         source,
@@ -90,7 +112,8 @@ pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> 
     // not be reachable by other local users: the directory is the server's alone.
     keep_private(data_dir, 0o700).map_err(dir_error)?;
     let path = data_dir.join(DB_FILE);
-    let db = match Database::create(&path) {
+    let cache = usize::try_from(cache_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+    let db = match Database::builder().set_cache_size(cache).create(&path) {
         Ok(db) => db,
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             return Err(StoreError::Locked {
@@ -105,7 +128,7 @@ pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> 
         dir: data_dir.to_owned(),
     };
     let txn = store.write()?;
-    {
+    let found = {
         let mut meta = txn.open_table(META)?;
         let found = meta.get("schema_version")?.map(|v| v.value());
         match found {
@@ -124,9 +147,15 @@ pub fn open(data_dir: &Path, tables: &[TableInit]) -> Result<Store, StoreError> 
             }
             Some(_) => {}
         }
-    }
+        found
+    };
     for init in tables {
-        init(&txn)?;
+        init(&txn, Opening { found })?;
+    }
+    if found.is_some_and(|v| v < SCHEMA_VERSION) {
+        tracing::info!(from = found, to = SCHEMA_VERSION, "store migrated");
+        txn.open_table(META)?
+            .insert("schema_version", SCHEMA_VERSION)?;
     }
     txn.commit()?;
     Ok(store)
@@ -177,6 +206,15 @@ impl Store {
         let hi = meta.get("installation_hi")?.map(|v| v.value()).unwrap_or(0);
         let lo = meta.get("installation_lo")?.map(|v| v.value()).unwrap_or(0);
         Ok(super::id::Id((u128::from(hi) << 64) | u128::from(lo)))
+    }
+
+    /// Pretends the store was written by an older version (for migration tests).
+    #[cfg(test)]
+    pub fn set_schema_version(&self, version: u64) -> Result<(), StoreError> {
+        let txn = self.write()?;
+        txn.open_table(META)?.insert("schema_version", version)?;
+        txn.commit()?;
+        Ok(())
     }
 
     pub fn schema_version(&self) -> Result<u64, StoreError> {

@@ -9,8 +9,9 @@
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError, decode};
-use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
+use crate::core::page::{Page, PageRequest};
+use crate::core::store::{Opening, Store, StoreError, decode};
+use crate::domains::authz::{self, Acl, Capability, Facet, Kind, ObjectMeta, Principal};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,9 +21,18 @@ pub mod repo;
 const IMAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("images");
 const BUILDS: TableDefinition<u128, &[u8]> = TableDefinition::new("builds");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, opening: Opening) -> Result<(), StoreError> {
     txn.open_table(IMAGES)?;
     txn.open_table(BUILDS)?;
+    if opening.upgrades_past(1) {
+        let mut all = Vec::new();
+        for entry in txn.open_table(BUILDS)?.iter()? {
+            all.push(decode::<Build>(entry?.1.value())?);
+        }
+        for b in &all {
+            authz::set_facets(txn, b.id, &b.facets()).map_err(|e| StoreError::Db(e.to_string()))?;
+        }
+    }
     Ok(())
 }
 
@@ -75,6 +85,18 @@ pub enum BuildState {
     Failure,
 }
 
+impl BuildState {
+    /// Its number in the list index (stable: never reuse one).
+    fn code(self) -> u8 {
+        match self {
+            BuildState::Pending => 1,
+            BuildState::Success => 2,
+            BuildState::Failed => 3,
+            BuildState::Failure => 4,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Build {
     pub id: Id,
@@ -88,6 +110,18 @@ pub struct Build {
     pub created: Timestamp,
     #[serde(default)]
     pub finished: Option<Timestamp>,
+}
+
+impl Build {
+    /// Its facets in the list index: its state and its image.
+    fn facets(&self) -> [Facet; 2] {
+        [Facet::State(self.state.code()), Facet::Parent(self.image)]
+    }
+}
+
+fn put_build(txn: &WriteTransaction, build: &Build) -> Result<()> {
+    put(txn, BUILDS, build.id, build)?;
+    authz::set_facets(txn, build.id, &build.facets())
 }
 
 /// What a client asks to build.
@@ -190,7 +224,7 @@ pub fn create_image(
     };
     let txn = store.write()?;
     put(&txn, IMAGES, image.id, &image)?;
-    put(&txn, BUILDS, build.id, &build)?;
+    put_build(&txn, &build)?;
     for (id, kind) in [(image.id, Kind::Image), (build.id, Kind::Build)] {
         authz::create_object(
             &txn,
@@ -265,7 +299,7 @@ pub fn rebuild_image(
     image.last_build = build.id;
     let txn = store.write()?;
     put(&txn, IMAGES, image.id, &image)?;
-    put(&txn, BUILDS, build.id, &build)?;
+    put_build(&txn, &build)?;
     authz::create_object(
         &txn,
         &ObjectMeta {
@@ -318,16 +352,16 @@ pub fn build_for(store: &Store, caller: &Principal, id: Id) -> Result<Build> {
     get_in(&txn.open_table(BUILDS)?, id)?.ok_or_else(|| Error::not_found("Build not found"))
 }
 
-/// The images the caller may read, oldest first.
-pub fn list_images(store: &Store, caller: &Principal) -> Result<Vec<Image>> {
-    authz::list_readable(store, IMAGES, caller)
+/// A page of the images the caller may read, oldest first.
+pub fn list_images(store: &Store, caller: &Principal, page: PageRequest) -> Result<Page<Image>> {
+    authz::readable_page(store, IMAGES, caller, Kind::Image, &[], page)
 }
 
 /// Records a finished build and, on success, the image's new engine id and registry
 /// repository.
 pub fn finish_build(store: &Store, build: &Build, built: Option<(String, String)>) -> Result<()> {
     let txn = store.write()?;
-    put(&txn, BUILDS, build.id, build)?;
+    put_build(&txn, build)?;
     if let Some((docker_id, repository)) = built {
         let image: Option<Image> = get_in(&txn.open_table(IMAGES)?, build.image)?;
         if let Some(mut image) = image {
@@ -341,12 +375,20 @@ pub fn finish_build(store: &Store, build: &Build, built: Option<(String, String)
     Ok(())
 }
 
+/// The builds not finished (for recovery), found through the list index.
 pub fn pending_builds(store: &Store) -> Result<Vec<Build>> {
-    Ok(crate::core::store::records_where(
-        store,
-        BUILDS,
-        |b: &Build| b.state == BuildState::Pending,
-    )?)
+    let txn = store.read()?;
+    let ids = authz::every_with(
+        &txn,
+        Kind::Build,
+        &[Facet::State(BuildState::Pending.code())],
+    )?;
+    let builds = txn.open_table(BUILDS)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(get_in::<Build>(&builds, id)?);
+    }
+    Ok(out)
 }
 
 /// Deletes an image's records and files; the caller removes it from the engine.
@@ -364,15 +406,7 @@ pub fn delete_image(store: &Store, data_dir: &Path, caller: &Principal, id: Id) 
     }
     txn.open_table(IMAGES)?.remove(id.0)?;
     authz::delete_object(&txn, id)?;
-    let builds: Vec<Id> = txn
-        .open_table(BUILDS)?
-        .iter()?
-        .filter_map(|e| e.ok())
-        .filter_map(|(_, v)| decode::<Build>(v.value()).ok())
-        .filter(|b| b.image == id)
-        .map(|b| b.id)
-        .collect();
-    for b in builds {
+    for b in authz::every_in(&txn, Kind::Build, Facet::Parent(id))? {
         txn.open_table(BUILDS)?.remove(b.0)?;
         authz::delete_object(&txn, b)?;
     }

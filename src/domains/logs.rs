@@ -18,7 +18,7 @@
 use crate::core::config::LogsConfig;
 use crate::core::error::Result;
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError};
+use crate::core::store::{Opening, Store, StoreError};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -37,7 +37,7 @@ pub trait LogOwner: Send + 'static {
 
 const LOGS: TableDefinition<(u128, u64), &str> = TableDefinition::new("job_logs");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), StoreError> {
     txn.open_table(LOGS)?;
     Ok(())
 }

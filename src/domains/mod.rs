@@ -36,7 +36,102 @@ pub const TABLES: &[TableInit] = &[
     registry::init_tables,
 ];
 
-/// Opens the appliance's database in `data_dir` with every domain's tables.
+/// Opens the appliance's database in `data_dir` with every domain's tables and the default
+/// read cache.
 pub fn open_store(data_dir: &Path) -> Result<Store, StoreError> {
-    store::open(data_dir, TABLES)
+    open_store_with_cache(data_dir, store::DEFAULT_CACHE_MB)
+}
+
+/// Opens the appliance's database with a read cache of `cache_mb` MiB (`store.cache_mb`).
+pub fn open_store_with_cache(data_dir: &Path, cache_mb: u64) -> Result<Store, StoreError> {
+    store::open(data_dir, TABLES, cache_mb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::id::Id;
+    use crate::core::page::PageRequest;
+    use crate::domains::authz::{Principal, PrincipalKind};
+    use crate::domains::images::BuildRequest;
+    use crate::domains::jobs::{JobFilter, JobState, NewJob};
+
+    /// A store of schema 1 had no list index: opening it with this version builds the index
+    /// from the objects, grants and records, so every list answers as before.
+    #[test]
+    fn a_store_of_schema_1_gets_its_list_index_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner_id = Id::new();
+        let owner = Principal {
+            id: owner_id,
+            kind: PrincipalKind::User,
+            name: "owner".into(),
+            admin: false,
+            user: owner_id,
+        };
+        let now = chrono::Utc::now();
+        let store = open_store(dir.path()).unwrap();
+        let build = images::create_image(
+            &store,
+            dir.path(),
+            &owner,
+            BuildRequest {
+                name: "img".into(),
+                dockerfile: Some("FROM scratch\n".into()),
+                repo_url: None,
+                nocache: false,
+                attachments: Vec::new(),
+            },
+            now,
+        )
+        .unwrap();
+        let pipeline = jobs::create_pipeline(&store, &owner, "p", now).unwrap();
+        let mut made = Vec::new();
+        for i in 0..5 {
+            let new = NewJob {
+                command: format!("echo {i}"),
+                image: build.image,
+                attachments: Vec::new(),
+            };
+            made.push(jobs::create_job(&store, dir.path(), &owner, pipeline.id, new, now).unwrap());
+        }
+        jobs::update_job(&store, made[1].id, |j| j.state = JobState::Running).unwrap();
+        jobs::update_job(&store, made[3].id, |j| j.state = JobState::Running).unwrap();
+        let lists = |store: &Store| {
+            let running = JobFilter {
+                state: Some(JobState::Running),
+                pipeline: Some(pipeline.id),
+            };
+            let page = PageRequest::default();
+            let ids = |p: crate::core::page::Page<jobs::Job>| -> Vec<Id> {
+                p.items.iter().map(|j| j.id).collect()
+            };
+            (
+                ids(jobs::list_jobs(store, &owner, JobFilter::default(), page).unwrap()),
+                ids(jobs::list_jobs(store, &owner, running, page).unwrap()),
+                jobs::running_jobs(store).unwrap().len(),
+                images::pending_builds(store).unwrap().len(),
+            )
+        };
+        let before = lists(&store);
+        assert_eq!(before.0.len(), 5);
+        assert_eq!(before.1, vec![made[1].id, made[3].id]);
+        assert_eq!((before.2, before.3), (2, 1));
+
+        // Back to schema 1: no index tables.
+        {
+            let txn = store.write().unwrap();
+            let list = redb::TableDefinition::<(u128, u8, u8, u128, u128), ()>::new("list_index");
+            let facets = redb::TableDefinition::<(u128, u8), u128>::new("object_facets");
+            assert!(txn.delete_table(list).unwrap());
+            assert!(txn.delete_table(facets).unwrap());
+            txn.commit().unwrap();
+        }
+        store.set_schema_version(1).unwrap();
+        assert!(jobs::running_jobs(&store).is_err(), "the index is gone");
+        drop(store);
+        let store = open_store(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), store::SCHEMA_VERSION);
+        assert_eq!(lists(&store), before);
+    }
 }

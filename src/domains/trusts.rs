@@ -9,14 +9,15 @@
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError, get_record, put_record};
+use crate::core::page::{Page, PageRequest};
+use crate::core::store::{Opening, Store, StoreError, get_record, put_record};
 use crate::domains::authz::{self, Acl, Capability, Caps, Kind, Principal, Role};
 use redb::{TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 const TRUSTS: TableDefinition<u128, &[u8]> = TableDefinition::new("trusts");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), StoreError> {
     txn.open_table(TRUSTS)?;
     Ok(())
 }
@@ -92,8 +93,9 @@ pub fn trust_name(store: &Store, id: Id) -> Result<Option<String>> {
     Ok(get_record::<Trust>(&txn.open_table(TRUSTS)?, id)?.map(|t| t.name))
 }
 
-pub fn list_trusts(store: &Store, caller: &Principal) -> Result<Vec<Trust>> {
-    authz::list_readable(store, TRUSTS, caller)
+/// A page of the trusts the caller may read.
+pub fn list_trusts(store: &Store, caller: &Principal, page: PageRequest) -> Result<Page<Trust>> {
+    authz::readable_page(store, TRUSTS, caller, Kind::Trust, &[], page)
 }
 
 /// Adds a member or a trustee (MANAGE on the trust). The principal must exist and be visible.

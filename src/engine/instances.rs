@@ -25,7 +25,7 @@ use crate::core::clock::Clock;
 use crate::core::config::ServablesConfig;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, get_record, put_record};
+use crate::core::store::{Store, get_record};
 use crate::core::tasks::blocking;
 use crate::domains::accounts;
 use crate::domains::authz::{self, Capability, Caps, Kind, ObjectMeta, Principal};
@@ -97,7 +97,16 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(15);
 
 /// The name of an instance's container.
 pub fn container_name(instance: Id) -> String {
-    format!("dtaas-inst-{instance}")
+    format!("{CONTAINER_PREFIX}{instance}")
+}
+
+const CONTAINER_PREFIX: &str = "dtaas-inst-";
+
+/// The instance a container name of [`container_name`] belongs to.
+fn instance_of_container(name: &str) -> Option<Id> {
+    name.trim_start_matches('/')
+        .strip_prefix(CONTAINER_PREFIX)
+        .and_then(Id::parse)
 }
 
 impl Runtime {
@@ -344,7 +353,7 @@ impl Runtime {
                 stopping: false,
                 log: Default::default(),
             };
-            put_record(&txn, INSTANCES, instance.id, &instance)?;
+            servables::put_instance(&txn, &instance)?;
             authz::create_object(
                 &txn,
                 &ObjectMeta {
@@ -364,7 +373,7 @@ impl Runtime {
             servables::note_output(&txn, &caller, instance.id, "instance", &servable.name)?;
             delegation::delegate(&txn, &caller, &servable, instance.id, &prototype, now)?;
             servable.current = Some(instance.id);
-            put_record(&txn, SERVABLES, servable.id, &servable)?;
+            servables::put_servable(&txn, &servable)?;
             txn.commit()?;
             Ok(instance)
         })
@@ -1051,10 +1060,6 @@ impl Runtime {
         }
         // Containers of this installation's instances that no instance record owns, and
         // networks of servables that are gone.
-        let known: HashSet<String> = match servables::all_instances(&self.store) {
-            Ok(all) => all.iter().map(|i| container_name(i.id)).collect(),
-            Err(_) => return,
-        };
         let store = self.store.clone();
         if let Err(e) = self
             .networks
@@ -1067,7 +1072,11 @@ impl Runtime {
         }
         if let Err(e) = self
             .supervisor
-            .remove_orphans("instance", |name| known.contains(name))
+            .remove_orphans("instance", |name| {
+                // Kept when its instance exists, and when the store cannot tell.
+                instance_of_container(name)
+                    .is_some_and(|id| !matches!(servables::get_instance(&store, id), Ok(None)))
+            })
             .await
         {
             tracing::warn!("servable recovery cannot list containers: {e}");

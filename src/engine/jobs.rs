@@ -22,8 +22,8 @@ use crate::core::store::Store;
 use crate::core::tasks::blocking;
 use crate::domains::images;
 use crate::domains::jobs::{
-    self, Job, JobState, Next, cancel_rest, claim_next, inbox_dir, outbox_dir, queued_pipelines,
-    result_path, running_jobs, split_command, update_job,
+    self, Job, JobState, Next, cancel_rest, claim_next, empty_inbox_dir, inbox_dir, outbox_dir,
+    queued_pipelines, result_path, running_jobs, split_command, update_job,
 };
 use crate::domains::logs::append_note;
 use bollard::Docker;
@@ -397,7 +397,11 @@ impl Runner {
             Ok(argv) => argv,
             Err(e) => return not_runnable(e.to_string()).await,
         };
-        let inbox = inbox_dir(&self.data_dir, job.id);
+        let inbox = if job.attachments.is_empty() {
+            empty_inbox_dir(&self.data_dir)
+        } else {
+            inbox_dir(&self.data_dir, job.id)
+        };
         tokio::fs::create_dir_all(&inbox)
             .await
             .map_err(|e| Error::internal(format!("creating the inbox: {e}")))?;

@@ -21,6 +21,7 @@ pub mod download;
 pub mod errors;
 pub mod health;
 pub mod kabuto;
+pub mod listing;
 pub mod proxy;
 pub mod state;
 pub mod upload;

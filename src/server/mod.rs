@@ -13,7 +13,7 @@ use crate::core::store::StoreError;
 use crate::core::tasks::{Tasks, blocking};
 use crate::domains::accounts::{PasswordLogins, SessionPolicy};
 use crate::domains::logs::LogHub;
-use crate::domains::open_store;
+use crate::domains::open_store_with_cache;
 use crate::domains::registry::blobs::BlobStore;
 use crate::domains::registry::gc;
 use crate::engine::Engine;
@@ -42,7 +42,7 @@ pub enum OpenError {
 /// the directory.
 pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, OpenError> {
     crate::core::fs::restrict_umask();
-    let store = open_store(&config.data_dir)?;
+    let store = open_store_with_cache(&config.data_dir, config.store.cache_mb)?;
     let data_dir =
         std::fs::canonicalize(&config.data_dir).map_err(|source| StoreError::DataDir {
             dir: config.data_dir.clone(),

@@ -20,5 +20,6 @@ mod manifest;
 mod openapi;
 mod recovery;
 mod registry;
+mod scale;
 mod security;
 mod servables;

@@ -29,7 +29,7 @@ pub use users::{
 
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError};
+use crate::core::store::{Opening, Store, StoreError};
 use crate::domains::authz::{self, Acl, Kind, Principal, PrincipalKind};
 use redb::{TableDefinition, WriteTransaction};
 
@@ -46,7 +46,7 @@ pub(crate) const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("s
 pub(crate) const USER_NAMESPACES: TableDefinition<&str, u128> =
     TableDefinition::new("user_namespaces");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), StoreError> {
     txn.open_table(USERS)?;
     txn.open_table(USER_LOGINS)?;
     txn.open_table(USER_EMAILS)?;

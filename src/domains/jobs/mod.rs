@@ -8,7 +8,8 @@
 //! This module keeps the records and their transitions; running them is the engine layer's
 //! (`engine::jobs`).
 //!
-//! On disk: `<data>/jobs/<job id>/inbox/` (attachments) and `<data>/jobs/<job id>/result.zip`.
+//! On disk: `<data>/jobs/<job id>/inbox/` (attachments, only for a job that has some) and
+//! `<data>/jobs/<job id>/result.zip`.
 
 pub mod results;
 
@@ -17,8 +18,9 @@ use super::logs;
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError};
-use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
+use crate::core::page::{Page, PageRequest};
+use crate::core::store::{Opening, Store, StoreError, decode};
+use crate::domains::authz::{self, Acl, Capability, Facet, Kind, ObjectMeta, Principal};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -28,10 +30,20 @@ const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
 /// The run queue: submission sequence number -> pipeline id.
 const QUEUE: TableDefinition<u64, u128> = TableDefinition::new("run_queue");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, opening: Opening) -> Result<(), StoreError> {
     txn.open_table(PIPELINES)?;
     txn.open_table(JOBS)?;
     txn.open_table(QUEUE)?;
+    if opening.upgrades_past(1) {
+        let mut jobs = Vec::new();
+        for entry in txn.open_table(JOBS)?.iter()? {
+            jobs.push(decode::<Job>(entry?.1.value())?);
+        }
+        for job in &jobs {
+            authz::set_facets(txn, job.id, &job.facets())
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+        }
+    }
     Ok(())
 }
 
@@ -48,7 +60,7 @@ pub struct Pipeline {
     pub queued: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Ready,
@@ -81,6 +93,51 @@ impl JobState {
             self,
             JobState::Done | JobState::Failed | JobState::Cancelled
         )
+    }
+
+    pub const ALL: [JobState; 6] = [
+        JobState::Ready,
+        JobState::InQueue,
+        JobState::Running,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+
+    /// Its number in the list index (stable: never reuse one).
+    fn code(self) -> u8 {
+        match self {
+            JobState::Ready => 1,
+            JobState::InQueue => 2,
+            JobState::Running => 3,
+            JobState::Done => 4,
+            JobState::Failed => 5,
+            JobState::Cancelled => 6,
+        }
+    }
+}
+
+/// What job lists filter on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub pipeline: Option<Id>,
+}
+
+impl JobFilter {
+    fn facets(self) -> Vec<Facet> {
+        let mut out = Vec::new();
+        if let Some(s) = self.state {
+            out.push(Facet::State(s.code()));
+        }
+        if let Some(p) = self.pipeline {
+            out.push(Facet::Parent(p));
+        }
+        out
     }
 }
 
@@ -122,12 +179,28 @@ pub struct Job {
     pub log: logs::LogCursor,
 }
 
+impl Job {
+    /// Its facets in the list index.
+    fn facets(&self) -> [Facet; 2] {
+        [
+            Facet::State(self.state.code()),
+            Facet::Parent(self.pipeline),
+        ]
+    }
+}
+
 pub fn jobs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("jobs")
 }
 
 pub fn inbox_dir(data_dir: &Path, job: Id) -> PathBuf {
     job_dir(data_dir, job).join("inbox")
+}
+
+/// The empty directory mounted as `/inbox` for every job without attachments (so such a job
+/// has no directory of its own until it runs).
+pub fn empty_inbox_dir(data_dir: &Path) -> PathBuf {
+    jobs_dir(data_dir).join("empty-inbox")
 }
 
 pub fn result_path(data_dir: &Path, job: Id) -> PathBuf {
@@ -177,7 +250,8 @@ pub(crate) fn load_job(txn: &WriteTransaction, id: Id) -> Result<Option<Job>> {
 }
 
 pub(crate) fn save_job(txn: &WriteTransaction, job: &Job) -> Result<()> {
-    put(txn, JOBS, job.id, job)
+    put(txn, JOBS, job.id, job)?;
+    authz::set_facets(txn, job.id, &job.facets())
 }
 
 /// Changes a job in its own transaction; `None` if it is gone.
@@ -252,8 +326,13 @@ pub fn pipeline_for(
     get(&txn.open_table(PIPELINES)?, id)?.ok_or_else(|| Error::not_found("Pipeline not found"))
 }
 
-pub fn list_pipelines(store: &Store, caller: &Principal) -> Result<Vec<Pipeline>> {
-    authz::list_readable(store, PIPELINES, caller)
+/// A page of the pipelines the caller may read.
+pub fn list_pipelines(
+    store: &Store,
+    caller: &Principal,
+    page: PageRequest,
+) -> Result<Page<Pipeline>> {
+    authz::readable_page(store, PIPELINES, caller, Kind::Pipeline, &[], page)
 }
 
 /// The jobs of a pipeline, in order.
@@ -449,6 +528,9 @@ fn place_attachments(
     if !add && inbox.exists() {
         std::fs::remove_dir_all(&inbox).map_err(io)?;
     }
+    if files.is_empty() {
+        return Ok(());
+    }
     std::fs::create_dir_all(&inbox).map_err(io)?;
     for (name, staged) in files {
         crate::core::fs::move_file(staged, &inbox.join(name)).map_err(io)?;
@@ -479,8 +561,14 @@ pub fn job_for(
     Ok(job)
 }
 
-pub fn list_jobs(store: &Store, caller: &Principal) -> Result<Vec<Job>> {
-    authz::list_readable(store, JOBS, caller)
+/// A page of the jobs the caller may read.
+pub fn list_jobs(
+    store: &Store,
+    caller: &Principal,
+    filter: JobFilter,
+    page: PageRequest,
+) -> Result<Page<Job>> {
+    authz::readable_page(store, JOBS, caller, Kind::Job, &filter.facets(), page)
 }
 
 pub struct JobChange {
@@ -695,11 +783,14 @@ pub(crate) fn request_kill(store: &Store, id: Id, by: &str) -> Result<JobState> 
     Ok(job.state)
 }
 
-/// Jobs in state running (for recovery after a restart).
+/// Jobs in state running (for recovery after a restart), found through the list index.
 pub(crate) fn running_jobs(store: &Store) -> Result<Vec<Job>> {
-    Ok(crate::core::store::records_where(
-        store,
-        JOBS,
-        |j: &Job| j.state == JobState::Running,
-    )?)
+    let txn = store.read()?;
+    let ids = authz::every_with(&txn, Kind::Job, &[Facet::State(JobState::Running.code())])?;
+    let jobs = txn.open_table(JOBS)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(get::<Job>(&jobs, id)?);
+    }
+    Ok(out)
 }

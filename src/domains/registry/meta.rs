@@ -5,7 +5,7 @@
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError, decode, encode};
+use crate::core::store::{Opening, Store, StoreError, decode, encode};
 use crate::domains::accounts;
 use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -27,7 +27,7 @@ const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("registry_referrers");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("registry_uploads");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), StoreError> {
     txn.open_table(REPOS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(REPO_BLOBS)?;

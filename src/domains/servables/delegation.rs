@@ -15,9 +15,10 @@ use super::{Prototype, Servable};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Problem, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError, decode, get_record, put_record};
+use crate::core::page::{Page, PageRequest};
+use crate::core::store::{Opening, Store, StoreError, decode, get_record, put_record};
 use crate::domains::authz::{
-    self, Acl, Capability, Caps, Kind, ObjectMeta, Principal, PrincipalKind,
+    self, Acl, Capability, Caps, Facet, Kind, ObjectMeta, Principal, PrincipalKind,
 };
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -27,8 +28,17 @@ use utoipa::ToSchema;
 pub(crate) const DELEGATIONS: TableDefinition<u128, &[u8]> =
     TableDefinition::new("delegation_requests");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, opening: Opening) -> Result<(), StoreError> {
     txn.open_table(DELEGATIONS)?;
+    if opening.upgrades_past(1) {
+        let mut all = Vec::new();
+        for entry in txn.open_table(DELEGATIONS)?.iter()? {
+            all.push(decode::<DelegationRequest>(entry?.1.value())?);
+        }
+        for r in &all {
+            authz::set_facets(txn, r.id, &r.facets()).map_err(|e| StoreError::Db(e.to_string()))?;
+        }
+    }
     Ok(())
 }
 
@@ -38,6 +48,31 @@ pub enum DelegationState {
     Pending,
     Granted,
     Refused,
+}
+
+impl DelegationState {
+    pub const ALL: [DelegationState; 3] = [
+        DelegationState::Pending,
+        DelegationState::Granted,
+        DelegationState::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DelegationState::Pending => "pending",
+            DelegationState::Granted => "granted",
+            DelegationState::Refused => "refused",
+        }
+    }
+
+    /// Its number in the list index (stable: never reuse one).
+    fn code(self) -> u8 {
+        match self {
+            DelegationState::Pending => 1,
+            DelegationState::Granted => 2,
+            DelegationState::Refused => 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -242,7 +277,7 @@ fn new_request(
         resolved_by: automatic.then_some(runner.id),
         automatic,
     };
-    put_record(txn, DELEGATIONS, request.id, &request)?;
+    put_request(txn, &request)?;
     authz::create_object(
         txn,
         &ObjectMeta {
@@ -264,31 +299,55 @@ fn new_request(
     Ok(request)
 }
 
+impl DelegationRequest {
+    /// Its facets in the list index: the servable asking, and the state.
+    fn facets(&self) -> [Facet; 2] {
+        [
+            Facet::Parent(self.servable),
+            Facet::State(self.state.code()),
+        ]
+    }
+}
+
+/// A servable's requests, through the list index.
 fn requests_of(txn: &WriteTransaction, servable: Id) -> Result<Vec<DelegationRequest>> {
-    let mut out = Vec::new();
-    for entry in txn.open_table(DELEGATIONS)?.iter()? {
-        let (_, v) = entry?;
-        let r: DelegationRequest = decode(v.value())?;
-        if r.servable == servable {
-            out.push(r);
-        }
+    let ids = authz::every_in(txn, Kind::DelegationRequest, Facet::Parent(servable))?;
+    let table = txn.open_table(DELEGATIONS)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(get_record::<DelegationRequest>(&table, id)?);
     }
     Ok(out)
 }
 
-/// Requests the caller may read, optionally of one servable and in one state.
+fn put_request(txn: &WriteTransaction, request: &DelegationRequest) -> Result<()> {
+    put_record(txn, DELEGATIONS, request.id, request)?;
+    authz::set_facets(txn, request.id, &request.facets())
+}
+
+/// A page of the requests the caller may read, optionally of one servable and in one state.
 pub fn list_requests(
     store: &Store,
     caller: &Principal,
     servable: Option<Id>,
     state: Option<DelegationState>,
-) -> Result<Vec<DelegationRequest>> {
-    let all: Vec<DelegationRequest> = authz::list_readable(store, DELEGATIONS, caller)?;
-    Ok(all
-        .into_iter()
-        .filter(|r| servable.is_none_or(|s| r.servable == s))
-        .filter(|r| state.is_none_or(|s| r.state == s))
-        .collect())
+    page: PageRequest,
+) -> Result<Page<DelegationRequest>> {
+    let mut filter = Vec::new();
+    if let Some(s) = servable {
+        filter.push(Facet::Parent(s));
+    }
+    if let Some(s) = state {
+        filter.push(Facet::State(s.code()));
+    }
+    authz::readable_page(
+        store,
+        DELEGATIONS,
+        caller,
+        Kind::DelegationRequest,
+        &filter,
+        page,
+    )
 }
 
 pub fn get_request(store: &Store, caller: &Principal, id: Id) -> Result<DelegationRequest> {
@@ -363,7 +422,7 @@ pub fn resolve(
     request.state = wanted;
     request.resolved = Some(now);
     request.resolved_by = Some(caller.id);
-    put_record(&txn, DELEGATIONS, id, &request)?;
+    put_request(&txn, &request)?;
     txn.commit()?;
     Ok(request)
 }

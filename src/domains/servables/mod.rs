@@ -22,10 +22,13 @@ pub use manifest::{
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Problem, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError, get_record, put_record, records_where};
-use crate::domains::authz::{self, Capability, Caps, Kind, ObjectMeta, Principal, PrincipalKind};
+use crate::core::page::{Page, PageRequest};
+use crate::core::store::{Opening, Store, StoreError, decode, get_record, put_record};
+use crate::domains::authz::{
+    self, Capability, Caps, Facet, Kind, ObjectMeta, Principal, PrincipalKind,
+};
 use crate::domains::logs::{self, LogCursor, LogOwner};
-use redb::{TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -34,11 +37,26 @@ use utoipa::ToSchema;
 pub(crate) const SERVABLES: TableDefinition<u128, &[u8]> = TableDefinition::new("servables");
 pub(crate) const INSTANCES: TableDefinition<u128, &[u8]> = TableDefinition::new("instances");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, opening: Opening) -> Result<(), StoreError> {
     txn.open_table(SERVABLES)?;
     txn.open_table(INSTANCES)?;
-    manifest::init_tables(txn)?;
-    delegation::init_tables(txn)?;
+    manifest::init_tables(txn, opening)?;
+    delegation::init_tables(txn, opening)?;
+    if opening.upgrades_past(1) {
+        let index = |e: Error| StoreError::Db(e.to_string());
+        let mut facets = Vec::new();
+        for entry in txn.open_table(SERVABLES)?.iter()? {
+            let s: Servable = decode(entry?.1.value())?;
+            facets.push((s.id, s.facets().to_vec()));
+        }
+        for entry in txn.open_table(INSTANCES)?.iter()? {
+            let i: Instance = decode(entry?.1.value())?;
+            facets.push((i.id, i.facets().to_vec()));
+        }
+        for (id, f) in facets {
+            authz::set_facets(txn, id, &f).map_err(index)?;
+        }
+    }
     Ok(())
 }
 
@@ -80,6 +98,18 @@ impl ServableType {
 
     pub fn parse(s: &str) -> Option<ServableType> {
         ServableType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Its number in the list index (stable: never reuse one).
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            ServableType::Pipeline => 1,
+            ServableType::App => 2,
+            ServableType::Daemon => 3,
+            ServableType::Dataset => 4,
+            ServableType::Model => 5,
+            ServableType::Report => 6,
+        }
     }
 
     /// Serves HTTP on port 8080 behind the proxy.
@@ -208,6 +238,24 @@ impl InstanceState {
         }
     }
 
+    pub const ACTIVE: [InstanceState; 3] = [
+        InstanceState::Created,
+        InstanceState::Starting,
+        InstanceState::Running,
+    ];
+
+    /// Its number in the list index (stable: never reuse one).
+    fn code(self) -> u8 {
+        match self {
+            InstanceState::Created => 1,
+            InstanceState::Starting => 2,
+            InstanceState::Running => 3,
+            InstanceState::Exited => 4,
+            InstanceState::Failed => 5,
+            InstanceState::Stopped => 6,
+        }
+    }
+
     /// Its container may be running (or about to).
     pub fn is_active(self) -> bool {
         matches!(
@@ -256,6 +304,35 @@ pub struct Instance {
     pub log: LogCursor,
 }
 
+impl Instance {
+    /// Its facets in the list index: its servable and its state.
+    fn facets(&self) -> [Facet; 2] {
+        [
+            Facet::Parent(self.servable),
+            Facet::State(self.state.code()),
+        ]
+    }
+}
+
+impl Servable {
+    /// Its facets in the list index: its type and its prototype.
+    fn facets(&self) -> [Facet; 2] {
+        [Facet::Type(self.kind.code()), Facet::Parent(self.prototype)]
+    }
+}
+
+/// Writes an instance's record (and its facets in the list index).
+pub fn put_instance(txn: &WriteTransaction, instance: &Instance) -> Result<()> {
+    put_record(txn, INSTANCES, instance.id, instance)?;
+    authz::set_facets(txn, instance.id, &instance.facets())
+}
+
+/// Writes a servable's record (and its facets in the list index).
+pub fn put_servable(txn: &WriteTransaction, servable: &Servable) -> Result<()> {
+    put_record(txn, SERVABLES, servable.id, servable)?;
+    authz::set_facets(txn, servable.id, &servable.facets())
+}
+
 impl LogOwner for Instance {
     const LIMIT_KEY: &'static str = "servables.max_log_lines";
 
@@ -268,7 +345,7 @@ impl LogOwner for Instance {
         let instance = get_record::<Instance>(&txn.open_table(INSTANCES)?, id)?;
         if let Some(mut i) = instance {
             i.log = cursor.clone();
-            put_record(txn, INSTANCES, id, &i)?;
+            put_instance(txn, &i)?;
         }
         Ok(())
     }
@@ -306,35 +383,50 @@ pub fn instance_for(
     get_instance(store, id)?.ok_or_else(|| Error::not_found("Instance not found"))
 }
 
-/// Servables the caller may read, optionally of one type.
+/// A page of the servables the caller may read, optionally of one type and one prototype.
 pub fn list_servables(
     store: &Store,
     caller: &Principal,
     kind: Option<ServableType>,
-) -> Result<Vec<Servable>> {
-    let all: Vec<Servable> = authz::list_readable(store, SERVABLES, caller)?;
-    Ok(all
-        .into_iter()
-        .filter(|s| kind.is_none_or(|k| s.kind == k))
-        .collect())
+    prototype: Option<Id>,
+    page: PageRequest,
+) -> Result<Page<Servable>> {
+    let mut filter: Vec<Facet> = kind.map(|k| Facet::Type(k.code())).into_iter().collect();
+    filter.extend(prototype.map(Facet::Parent));
+    authz::readable_page(store, SERVABLES, caller, Kind::Servable, &filter, page)
 }
 
-/// A servable's instances the caller may read, oldest first.
-pub fn list_instances(store: &Store, caller: &Principal, servable: Id) -> Result<Vec<Instance>> {
-    let all: Vec<Instance> = authz::list_readable(store, INSTANCES, caller)?;
-    Ok(all.into_iter().filter(|i| i.servable == servable).collect())
+/// A page of a servable's instances the caller may read, oldest first.
+pub fn list_instances(
+    store: &Store,
+    caller: &Principal,
+    servable: Id,
+    page: PageRequest,
+) -> Result<Page<Instance>> {
+    let filter = [Facet::Parent(servable)];
+    authz::readable_page(store, INSTANCES, caller, Kind::Instance, &filter, page)
 }
 
-/// Every instance (for recovery: containers no instance owns are removed).
-pub fn all_instances(store: &Store) -> Result<Vec<Instance>> {
-    Ok(records_where(store, INSTANCES, |_: &Instance| true)?)
+/// The instances with every facet of `filter`, whoever runs them, oldest first.
+fn instances_with(store: &Store, filter: &[Facet]) -> Result<Vec<Instance>> {
+    let txn = store.read()?;
+    let ids = authz::every_with(&txn, Kind::Instance, filter)?;
+    let table = txn.open_table(INSTANCES)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(get_record::<Instance>(&table, id)?);
+    }
+    Ok(out)
 }
 
-/// Instances whose container may be running (for recovery).
+/// Instances whose container may be running (for recovery), found through the list index.
 pub fn active_instances(store: &Store) -> Result<Vec<Instance>> {
-    Ok(records_where(store, INSTANCES, |i: &Instance| {
-        i.state.is_active()
-    })?)
+    let mut out = Vec::new();
+    for state in InstanceState::ACTIVE {
+        out.extend(instances_with(store, &[Facet::State(state.code())])?);
+    }
+    out.sort_by_key(|i| i.id);
+    Ok(out)
 }
 
 /// Changes an instance in its own transaction; `None` if it is gone.
@@ -348,7 +440,7 @@ pub fn update_instance(
         return Ok(None);
     };
     change(&mut instance);
-    put_record(&txn, INSTANCES, id, &instance)?;
+    put_instance(&txn, &instance)?;
     txn.commit()?;
     Ok(Some(instance))
 }
@@ -363,7 +455,7 @@ pub fn update_servable(
         return Ok(None);
     };
     change(&mut servable);
-    put_record(&txn, SERVABLES, id, &servable)?;
+    put_servable(&txn, &servable)?;
     txn.commit()?;
     Ok(Some(servable))
 }
@@ -487,7 +579,7 @@ pub(crate) fn note_output(
             kind: kind.to_owned(),
             name: name.to_owned(),
         });
-        put_record(txn, INSTANCES, instance_id, &instance)?;
+        put_instance(txn, &instance)?;
     }
     Ok(())
 }
@@ -588,7 +680,7 @@ pub fn create_servable(
         current: None,
     };
     let txn = store.write()?;
-    put_record(&txn, SERVABLES, id, &servable)?;
+    put_servable(&txn, &servable)?;
     record_creation(&txn, caller, id, Kind::Servable, &servable.name, now)?;
     txn.commit()?;
     Ok(servable)
@@ -596,9 +688,7 @@ pub fn create_servable(
 
 /// A servable's instances, oldest first (no access check: for the servable's own deletion).
 pub fn instances_of(store: &Store, servable: Id) -> Result<Vec<Instance>> {
-    Ok(records_where(store, INSTANCES, |i: &Instance| {
-        i.servable == servable
-    })?)
+    instances_with(store, &[Facet::Parent(servable)])
 }
 
 /// Forgets a servable whose containers are gone: its instances and their logs, its delegation
@@ -629,7 +719,7 @@ pub fn forget_instance(store: &Store, instance: &Instance) -> Result<()> {
         && s.current == Some(id)
     {
         s.current = None;
-        put_record(&txn, SERVABLES, s.id, &s)?;
+        put_servable(&txn, &s)?;
     }
     txn.commit()?;
     Ok(())

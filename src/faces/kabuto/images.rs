@@ -6,11 +6,13 @@ use crate::domains::authz::Capability;
 use crate::domains::images::{self, BuildRequest};
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, keyed_list};
 use crate::faces::state::App;
 use crate::faces::upload::Upload;
 use crate::faces::views;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 pub(super) async fn create_image(
@@ -89,13 +91,19 @@ pub(super) async fn get_build(
     Ok(Json(views::build(&build)))
 }
 
-pub(super) async fn list_images(State(app): State<App>, Auth(p): Auth) -> Result<Json<Value>> {
-    let list = images::list_images(&app.store, &p)?;
-    Ok(Json(views::keyed(
-        &list,
-        |i| i.id.to_string(),
-        views::image,
-    )))
+/// `GET /image`: every image the caller may read, or one page with `limit`/`cursor`.
+pub(super) async fn list_images(
+    State(app): State<App>,
+    Auth(p): Auth,
+    q: ListQuery,
+) -> Result<Response> {
+    keyed_list(
+        &app,
+        &q,
+        move |app, page| images::list_images(&app.store, &p, page),
+        |i| (i.id.to_string(), views::image(i)),
+    )
+    .await
 }
 
 pub(super) async fn get_image(

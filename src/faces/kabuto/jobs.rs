@@ -4,10 +4,11 @@
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::domains::authz::Capability;
-use crate::domains::jobs::{self, JobChange, NewJob};
+use crate::domains::jobs::{self, JobChange, JobFilter, NewJob};
 use crate::faces::auth::Auth;
 use crate::faces::download::result_zip;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, keyed_list};
 use crate::faces::state::App;
 use crate::faces::upload::Upload;
 use crate::faces::views;
@@ -126,7 +127,18 @@ pub(super) async fn kill_job(
     Ok(Json(json!({ job_id.to_string(): state.as_str() })))
 }
 
-pub(super) async fn list_jobs(State(app): State<App>, Auth(p): Auth) -> Result<Json<Value>> {
-    let list = jobs::list_jobs(&app.store, &p)?;
-    Ok(Json(views::keyed(&list, |j| j.id.to_string(), views::job)))
+/// `GET /jobs`: every job the caller may read, or one page with `limit`/`cursor`.
+pub(super) async fn list_jobs(
+    State(app): State<App>,
+    Auth(p): Auth,
+    q: ListQuery,
+) -> Result<Response> {
+    let filter = JobFilter::default();
+    keyed_list(
+        &app,
+        &q,
+        move |app, page| jobs::list_jobs(&app.store, &p, filter, page),
+        |j| (j.id.to_string(), views::job(j)),
+    )
+    .await
 }

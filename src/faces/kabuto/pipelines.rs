@@ -7,11 +7,13 @@ use crate::domains::authz::Capability;
 use crate::domains::jobs::{self, PipelineChange};
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, keyed_list};
 use crate::faces::state::App;
 use crate::faces::upload::Upload;
 use crate::faces::views;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 pub(super) async fn create_pipeline(
@@ -27,13 +29,19 @@ pub(super) async fn create_pipeline(
     Ok(Json(json!({ "id": pipeline.id })))
 }
 
-pub(super) async fn list_pipelines(State(app): State<App>, Auth(p): Auth) -> Result<Json<Value>> {
-    let list = jobs::list_pipelines(&app.store, &p)?;
-    Ok(Json(views::keyed(
-        &list,
-        |p| p.id.to_string(),
-        views::pipeline,
-    )))
+/// `GET /pipeline`: every pipeline the caller may read, or one page with `limit`/`cursor`.
+pub(super) async fn list_pipelines(
+    State(app): State<App>,
+    Auth(p): Auth,
+    q: ListQuery,
+) -> Result<Response> {
+    keyed_list(
+        &app,
+        &q,
+        move |app, page| jobs::list_pipelines(&app.store, &p, page),
+        |p| (p.id.to_string(), views::pipeline(p)),
+    )
+    .await
 }
 
 pub(super) async fn get_pipeline(

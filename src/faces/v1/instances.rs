@@ -10,6 +10,7 @@ use crate::domains::authz::Capability;
 use crate::domains::servables::{self, Instance, InstanceState, Output, ServableType};
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, PageParams, read_page};
 use crate::faces::state::App;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -96,21 +97,29 @@ async fn run_servable(
     Ok((StatusCode::CREATED, Json(instance_view(&app, instance))))
 }
 
-/// A servable's instances (READ on each), oldest first.
+/// A servable's instances (READ on each), a page at a time (oldest first).
 #[utoipa::path(get, path = "/servables/{id}/instances", tag = "servables",
-    params(("id" = Id, Path)),
-    responses((status = 200, body = [InstanceView]), (status = 404, body = ErrorBody)))]
+    params(("id" = Id, Path), PageParams),
+    responses(
+        (status = 200, body = [InstanceView], headers(
+            ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
+            ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn servable_instances(
     State(app): State<App>,
     Auth(p): Auth,
     Path(id): Path<String>,
-) -> Result<Json<Vec<InstanceView>>> {
+    q: ListQuery,
+) -> Result<Response> {
     let id = parse_id(&id, "Servable")?;
-    servables::servable_for(&app.store, &p, id, Capability::Read)?;
-    let list = servables::list_instances(&app.store, &p, id)?;
-    Ok(Json(
-        list.into_iter().map(|i| instance_view(&app, i)).collect(),
-    ))
+    let page = q.page()?;
+    let list = read_page(&app, move |app| {
+        servables::servable_for(&app.store, &p, id, Capability::Read)?;
+        servables::list_instances(&app.store, &p, id, page)
+    })
+    .await?;
+    Ok(q.respond(list.map(|i| instance_view(&app, i))))
 }
 
 /// One instance (READ).

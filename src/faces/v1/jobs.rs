@@ -5,16 +5,18 @@ use super::openapi::ErrorBody;
 use crate::core::error::Result;
 use crate::core::id::Id;
 use crate::domains::authz::Capability;
-use crate::domains::jobs;
+use crate::domains::jobs::{self, JobFilter, JobState};
 use crate::faces::auth::Auth;
 use crate::faces::download::result_zip;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, PageParams, read_page};
 use crate::faces::state::App;
 use crate::faces::views;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,12 +29,36 @@ pub(super) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(logs))
 }
 
-/// Jobs the caller may read (kabuto's job fields).
-#[utoipa::path(get, path = "/jobs", tag = "jobs",
-    responses((status = 200, body = [Object]), (status = 401, body = ErrorBody)))]
-async fn list(State(app): State<App>, Auth(p): Auth) -> Result<Json<Value>> {
-    let list = jobs::list_jobs(&app.store, &p)?;
-    Ok(Json(Value::Array(list.iter().map(views::job).collect())))
+/// The filters of the job list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct JobQuery {
+    /// Only jobs in this state.
+    #[param(inline)]
+    state: Option<JobState>,
+    /// Only jobs of this pipeline.
+    pipeline: Option<Id>,
+}
+
+/// Jobs the caller may read (kabuto's job fields), a page at a time (oldest first).
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(PageParams, JobQuery),
+    responses(
+        (status = 200, body = [Object], headers(
+            ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
+            ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Response> {
+    let filter = JobFilter {
+        state: q.choice("state", &JobState::ALL, JobState::as_str)?,
+        pipeline: q.id("pipeline")?,
+    };
+    let page = q.page()?;
+    let list = read_page(&app, move |app| {
+        jobs::list_jobs(&app.store, &p, filter, page)
+    })
+    .await?;
+    Ok(q.respond(list.map(|j| views::job(&j))))
 }
 
 /// One job (READ).

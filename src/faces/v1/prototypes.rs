@@ -9,14 +9,16 @@ use crate::domains::authz::Capability;
 use crate::domains::servables::{self, Prototype, ServableType, manifest};
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
+use crate::faces::listing::{ListQuery, PageParams, read_page};
 use crate::faces::state::App;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -96,15 +98,31 @@ impl From<Prototype> for PrototypeView {
     }
 }
 
-/// Prototypes the caller may read.
-#[utoipa::path(get, path = "/prototypes", tag = "prototypes",
-    responses((status = 200, body = [PrototypeView]), (status = 401, body = ErrorBody)))]
-async fn list_prototypes(
-    State(app): State<App>,
-    Auth(p): Auth,
-) -> Result<Json<Vec<PrototypeView>>> {
-    let list = servables::list_prototypes(&app.store, &p)?;
-    Ok(Json(list.into_iter().map(PrototypeView::from).collect()))
+/// The filter of the prototype list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PrototypeQuery {
+    /// Only prototypes of this type (`GET /v1/types`).
+    #[param(rename = "type", inline)]
+    kind: Option<ServableType>,
+}
+
+/// Prototypes the caller may read, a page at a time (oldest first).
+#[utoipa::path(get, path = "/prototypes", tag = "prototypes", params(PageParams, PrototypeQuery),
+    responses(
+        (status = 200, body = [PrototypeView], headers(
+            ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
+            ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_prototypes(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Response> {
+    let kind = q.choice("type", &ServableType::ALL, ServableType::as_str)?;
+    let page = q.page()?;
+    let list = read_page(&app, move |app| {
+        servables::list_prototypes(&app.store, &p, kind, page)
+    })
+    .await?;
+    Ok(q.respond(list.map(PrototypeView::from)))
 }
 
 /// Registers every prototype of a project manifest (the content of `MANIFEST` or

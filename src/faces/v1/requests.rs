@@ -2,16 +2,17 @@
 //! granted or refused.
 
 use super::openapi::ErrorBody;
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::id::Id;
 use crate::domains::authz::Principal;
 use crate::domains::servables::delegation::{self, DelegationRequest, DelegationState};
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, PageParams, read_page};
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use serde::Deserialize;
+use axum::extract::{Path, State};
+use axum::response::Response;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,41 +25,35 @@ pub(super) fn routes() -> OpenApiRouter<App> {
         .routes(routes!(refuse_request))
 }
 
-#[derive(Deserialize, IntoParams)]
+/// The filters of the request list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub struct RequestQuery {
     /// Only requests of this servable.
-    servable: Option<String>,
-    /// `pending`, `granted` or `refused`.
-    state: Option<String>,
+    servable: Option<Id>,
+    /// Only requests in this state.
+    #[param(inline)]
+    state: Option<DelegationState>,
 }
 
 /// Delegation requests the caller may read: those addressed to it (it ran the servable) and,
-/// for a servable, its own.
-#[utoipa::path(get, path = "/delegation-requests", tag = "delegation", params(RequestQuery),
-    responses((status = 200, body = [DelegationRequest]), (status = 400, body = ErrorBody)))]
-async fn list_requests(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Query(q): Query<RequestQuery>,
-) -> Result<Json<Vec<DelegationRequest>>> {
-    let servable = match q.servable.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(Id::parse(s).ok_or_else(|| Error::bad_request("servable: not an id"))?),
-    };
-    let state = match q.state.as_deref() {
-        None | Some("") => None,
-        Some("pending") => Some(DelegationState::Pending),
-        Some("granted") => Some(DelegationState::Granted),
-        Some("refused") => Some(DelegationState::Refused),
-        Some(other) => {
-            return Err(Error::bad_request(format!(
-                "state: {other:?} is not pending, granted or refused"
-            )));
-        }
-    };
-    Ok(Json(delegation::list_requests(
-        &app.store, &p, servable, state,
-    )?))
+/// for a servable, its own; a page at a time, oldest first.
+#[utoipa::path(get, path = "/delegation-requests", tag = "delegation", params(PageParams, RequestQuery),
+    responses(
+        (status = 200, body = [DelegationRequest], headers(
+            ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
+            ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_requests(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Response> {
+    let servable = q.id("servable")?;
+    let state = q.choice("state", &DelegationState::ALL, DelegationState::as_str)?;
+    let page = q.page()?;
+    let list = read_page(&app, move |app| {
+        delegation::list_requests(&app.store, &p, servable, state, page)
+    })
+    .await?;
+    Ok(q.respond(list))
 }
 
 /// One delegation request (READ): a servable learns the outcome of its own here.

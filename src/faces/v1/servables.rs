@@ -9,11 +9,13 @@ use crate::domains::servables::{self, NewServable, Resources, Servable, Servable
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, PageParams, read_page};
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use axum::response::Response;
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -113,32 +115,34 @@ fn servable_view(app: &App, s: Servable) -> ServableView {
     }
 }
 
-#[derive(Deserialize, IntoParams)]
+/// The filters of the servable list.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
 pub struct ServableQuery {
-    /// Only servables of this type.
-    #[serde(rename = "type")]
-    #[param(rename = "type")]
-    kind: Option<String>,
+    /// Only servables of this type (`GET /v1/types`).
+    #[param(rename = "type", inline)]
+    kind: Option<ServableType>,
+    /// Only servables made from this prototype.
+    prototype: Option<Id>,
 }
 
-/// Servables the caller may read.
-#[utoipa::path(get, path = "/servables", tag = "servables", params(ServableQuery),
-    responses((status = 200, body = [ServableView]), (status = 400, body = ErrorBody)))]
-async fn list_servables(
-    State(app): State<App>,
-    Auth(p): Auth,
-    Query(q): Query<ServableQuery>,
-) -> Result<Json<Vec<ServableView>>> {
-    let kind = match q.kind.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(ServableType::parse(t).ok_or_else(|| {
-            crate::core::error::Error::bad_request(format!("{t:?} is not a type (GET /v1/types)"))
-        })?),
-    };
-    let list = servables::list_servables(&app.store, &p, kind)?;
-    Ok(Json(
-        list.into_iter().map(|s| servable_view(&app, s)).collect(),
-    ))
+/// Servables the caller may read, a page at a time (oldest first).
+#[utoipa::path(get, path = "/servables", tag = "servables", params(PageParams, ServableQuery),
+    responses(
+        (status = 200, body = [ServableView], headers(
+            ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
+            ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_servables(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Response> {
+    let kind = q.choice("type", &ServableType::ALL, ServableType::as_str)?;
+    let prototype = q.id("prototype")?;
+    let page = q.page()?;
+    let list = read_page(&app, move |app| {
+        servables::list_servables(&app.store, &p, kind, prototype, page)
+    })
+    .await?;
+    Ok(q.respond(list.map(|s| servable_view(&app, s))))
 }
 
 /// Creates a servable from a prototype (CREATE on the prototype).

@@ -10,10 +10,12 @@ use crate::domains::trusts::{self, Trust, TrustView};
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, PageParams, read_page};
 use crate::faces::state::App;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -80,12 +82,17 @@ impl From<Trust> for TrustSummary {
     }
 }
 
-/// Trusts the caller may read.
-#[utoipa::path(get, path = "/trusts", tag = "trusts",
-    responses((status = 200, body = [TrustSummary]), (status = 401, body = ErrorBody)))]
-async fn list_trusts(State(app): State<App>, Auth(p): Auth) -> Result<Json<Vec<TrustSummary>>> {
-    let list = trusts::list_trusts(&app.store, &p)?;
-    Ok(Json(list.into_iter().map(TrustSummary::from).collect()))
+/// Trusts the caller may read, a page at a time (oldest first).
+#[utoipa::path(get, path = "/trusts", tag = "trusts", params(PageParams),
+    responses(
+        (status = 200, body = [TrustSummary], headers(
+            ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
+            ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_trusts(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Response> {
+    let page = q.page()?;
+    let list = read_page(&app, move |app| trusts::list_trusts(&app.store, &p, page)).await?;
+    Ok(q.respond(list.map(TrustSummary::from)))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -17,8 +17,9 @@ use super::{SERVABLES, Servable, ServableType};
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
-use crate::core::store::{Store, StoreError, decode, get_record, put_record};
-use crate::domains::authz::{self, Capability, Kind, Principal};
+use crate::core::page::{Page, PageRequest};
+use crate::core::store::{Opening, Store, StoreError, decode, get_record, put_record};
+use crate::domains::authz::{self, Capability, Facet, Kind, Principal};
 use parse::{Entry, Parsed};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use resolve::Resolved;
@@ -30,8 +31,18 @@ const PROTOTYPES: TableDefinition<u128, &[u8]> = TableDefinition::new("prototype
 /// `name:tag` -> prototype id.
 const PROTOTYPE_NAMES: TableDefinition<&str, u128> = TableDefinition::new("prototype_names");
 
-pub(crate) fn init_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+pub(crate) fn init_tables(txn: &WriteTransaction, opening: Opening) -> Result<(), StoreError> {
     txn.open_table(PROTOTYPES)?;
+    if opening.upgrades_past(1) {
+        let mut all = Vec::new();
+        for entry in txn.open_table(PROTOTYPES)?.iter()? {
+            all.push(decode::<Prototype>(entry?.1.value())?);
+        }
+        for p in &all {
+            authz::set_facets(txn, p.id, &[Facet::Type(p.kind.code())])
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+        }
+    }
     txn.open_table(PROTOTYPE_NAMES)?;
     Ok(())
 }
@@ -115,9 +126,15 @@ pub fn prototype_for(
     Ok(prototype)
 }
 
-/// The prototypes the caller may read.
-pub fn list_prototypes(store: &Store, caller: &Principal) -> Result<Vec<Prototype>> {
-    authz::list_readable(store, PROTOTYPES, caller)
+/// A page of the prototypes the caller may read, optionally of one type.
+pub fn list_prototypes(
+    store: &Store,
+    caller: &Principal,
+    kind: Option<ServableType>,
+    page: PageRequest,
+) -> Result<Page<Prototype>> {
+    let filter: Vec<Facet> = kind.map(|k| Facet::Type(k.code())).into_iter().collect();
+    authz::readable_page(store, PROTOTYPES, caller, Kind::Prototype, &filter, page)
 }
 
 /// Registers every prototype of a manifest, or nothing. Needs CREATE on the prototype
@@ -180,6 +197,7 @@ fn write(
             )));
         }
         put_record(&txn, PROTOTYPES, prototype.id, &prototype)?;
+        authz::set_facets(&txn, prototype.id, &[Facet::Type(prototype.kind.code())])?;
         super::record_creation(&txn, caller, prototype.id, Kind::Prototype, &reference, now)?;
         out.push(prototype);
     }
@@ -241,10 +259,8 @@ pub fn delete_prototype(store: &Store, caller: &Principal, reference: &str) -> R
             users.push(format!("prototype {} ({})", other.reference(), other.id));
         }
     }
-    for entry in txn.open_table(SERVABLES)?.iter()? {
-        let (_, v) = entry?;
-        let servable: Servable = decode(v.value())?;
-        if servable.prototype == prototype.id {
+    for id in authz::every_in(&txn, Kind::Servable, Facet::Parent(prototype.id))? {
+        if let Some(servable) = get_record::<Servable>(&txn.open_table(SERVABLES)?, id)? {
             users.push(format!("servable {:?} ({})", servable.name, servable.id));
         }
     }
