@@ -264,3 +264,24 @@ async fn kabuto_lists_answer_everything_or_a_page() {
     assert_eq!(s, 400);
     assert!(kabuto_error(&v).contains("limit"), "{v}");
 }
+
+#[tokio::test]
+async fn api_keys_page_and_list_only_the_callers_own() {
+    let server = TestServer::start().await;
+    let (api, _) = v1_user(&server, "keypager").await;
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let (s, v) = api
+            .post("/api-keys", json!({"name": format!("k{i}")}))
+            .await;
+        assert_eq!(s, 201, "{v}");
+        made.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let all = follow_all(&api.c, &server.base, "/v1/api-keys", 2).await;
+    assert_eq!(all, made);
+    // Another user's keys are not in the list.
+    let (other, _) = v1_user(&server, "keypager-other").await;
+    other.new_key().await;
+    let (_, v) = api.get("/api-keys").await;
+    assert_eq!(ids(&v), made);
+}

@@ -6,6 +6,7 @@ use super::{API_KEY_HASHES, API_KEYS};
 use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::page::{Page, PageRequest};
 use crate::core::secrets::{hex, random_token, secret_hash};
 use crate::core::store::{Store, decode, encode};
 use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal, PrincipalKind};
@@ -109,19 +110,9 @@ pub fn create_api_key(
     Ok(NewApiKey { key, secret })
 }
 
-/// The keys of one principal, oldest first.
-pub fn list_api_keys(store: &Store, principal: Id) -> Result<Vec<ApiKey>> {
-    let txn = store.read()?;
-    let keys = txn.open_table(API_KEYS)?;
-    let mut out = Vec::new();
-    for entry in keys.iter()? {
-        let (_, v) = entry?;
-        let key: ApiKey = decode(v.value())?;
-        if key.principal == principal {
-            out.push(key);
-        }
-    }
-    Ok(out)
+/// A page of the keys of one principal, oldest first.
+pub fn list_api_keys(store: &Store, principal: Id, page: PageRequest) -> Result<Page<ApiKey>> {
+    authz::own_page(store, API_KEYS, principal, Kind::ApiKey, page)
 }
 
 /// Revokes a key; needs DELETE on it.

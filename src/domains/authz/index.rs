@@ -360,8 +360,31 @@ pub fn readable_ids(
     filter: &[Facet],
     page: PageRequest,
 ) -> Result<(Vec<Id>, bool)> {
-    let kind = kind_code(kind);
     let holders = sources(txn, principal)?;
+    held_ids(txn, &holders, kind, filter, page)
+}
+
+/// The objects of `kind` that `holder` may READ in its own name (owned, or granted READ to it
+/// directly; not through every user, its trusts or admin rights): e.g. a principal's API keys.
+pub fn own_ids(
+    txn: &ReadTransaction,
+    holder: Id,
+    kind: Kind,
+    page: PageRequest,
+) -> Result<(Vec<Id>, bool)> {
+    held_ids(txn, &[holder.0], kind, &[], page)
+}
+
+/// The objects of `kind` with every facet of `filter` that any of `holders` is indexed under,
+/// a page of them in id order, and whether more follow.
+fn held_ids(
+    txn: &ReadTransaction,
+    holders: &[u128],
+    kind: Kind,
+    filter: &[Facet],
+    page: PageRequest,
+) -> Result<(Vec<Id>, bool)> {
+    let kind = kind_code(kind);
     let Some(mut from) = page.after.map_or(Some(0), |a| a.0.checked_add(1)) else {
         return Ok((Vec::new(), false));
     };
@@ -410,17 +433,10 @@ pub fn readable_ids(
 /// Every object of `kind` with all of `filter`'s facets, whoever holds it (recovery at start:
 /// the running jobs, the active instances).
 pub fn every_with(txn: &ReadTransaction, kind: Kind, filter: &[Facet]) -> Result<Vec<Id>> {
-    let all = Principal {
-        id: Id(EVERY),
-        kind: PrincipalKind::User,
-        name: String::new(),
-        admin: true,
-        user: Id(EVERY),
-    };
     let mut out = Vec::new();
     let mut page = PageRequest::first(crate::core::page::MAX_LIMIT);
     loop {
-        let (ids, more) = readable_ids(txn, &all, kind, filter, page)?;
+        let (ids, more) = held_ids(txn, &[EVERY], kind, filter, page)?;
         page.after = ids.last().copied();
         out.extend(ids);
         if !more {

@@ -9,7 +9,7 @@
 
 mod index;
 
-pub use index::{Facet, every_in, every_with, readable_ids, set_facets};
+pub use index::{Facet, every_in, every_with, own_ids, readable_ids, set_facets};
 
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
@@ -709,6 +709,28 @@ pub fn readable_page<T: serde::de::DeserializeOwned>(
 ) -> Result<Page<T>> {
     let txn = store.read()?;
     let (ids, more) = readable_ids(&txn, principal, kind, filter, page)?;
+    records_page(&txn, table, ids, more)
+}
+
+/// A page of the records of `kind` that `holder` reads in its own name (see [`own_ids`]).
+pub fn own_page<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    table: TableDefinition<u128, &[u8]>,
+    holder: Id,
+    kind: Kind,
+    page: PageRequest,
+) -> Result<Page<T>> {
+    let txn = store.read()?;
+    let (ids, more) = own_ids(&txn, holder, kind, page)?;
+    records_page(&txn, table, ids, more)
+}
+
+fn records_page<T: serde::de::DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: TableDefinition<u128, &[u8]>,
+    ids: Vec<Id>,
+    more: bool,
+) -> Result<Page<T>> {
     let records = txn.open_table(table)?;
     let mut items = Vec::with_capacity(ids.len());
     for id in &ids {

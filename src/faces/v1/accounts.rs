@@ -10,10 +10,12 @@ use crate::engine::EngineInfo;
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
+use crate::faces::listing::{ListQuery, PageParams, read_page};
 use crate::faces::state::App;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -79,12 +81,24 @@ impl From<ApiKey> for KeyView {
     }
 }
 
-/// The caller's API keys (never their secrets).
-#[utoipa::path(get, path = "/api-keys", tag = "accounts",
-    responses((status = 200, body = [KeyView]), (status = 401, body = ErrorBody)))]
-async fn list_keys(State(app): State<App>, Auth(principal): Auth) -> Result<Json<Vec<KeyView>>> {
-    let keys = accounts::list_api_keys(&app.store, principal.id)?;
-    Ok(Json(keys.into_iter().map(KeyView::from).collect()))
+/// The caller's API keys (never their secrets), a page at a time (oldest first).
+#[utoipa::path(get, path = "/api-keys", tag = "accounts", params(PageParams),
+    responses(
+        (status = 200, body = [KeyView], headers(
+            ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
+            ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_keys(
+    State(app): State<App>,
+    Auth(principal): Auth,
+    q: ListQuery,
+) -> Result<Response> {
+    let page = q.page()?;
+    let keys = read_page(&app, move |app| {
+        accounts::list_api_keys(&app.store, principal.id, page)
+    })
+    .await?;
+    Ok(q.respond(keys.map(KeyView::from)))
 }
 
 #[derive(Deserialize, ToSchema)]
