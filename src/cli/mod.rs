@@ -70,6 +70,15 @@ struct ServerFlags {
     /// Allow plain HTTP on a non-loopback address (DTAAS_ALLOW_INSECURE_HTTP).
     #[arg(long)]
     allow_insecure_http: bool,
+    /// TLS on the listener: auto (off loopback), on or off (DTAAS_TLS_MODE).
+    #[arg(long)]
+    tls_mode: Option<String>,
+    /// Certificate chain, PEM (DTAAS_TLS_CERT); without it one is generated.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (DTAAS_TLS_KEY).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServerFlags {
@@ -96,6 +105,15 @@ impl ServerFlags {
         }
         if self.allow_insecure_http {
             out.push(("allow_insecure_http", toml::Value::Boolean(true)));
+        }
+        if let Some(v) = &self.tls_mode {
+            out.push(("tls.mode", s(v)));
+        }
+        if let Some(v) = &self.tls_cert {
+            out.push(("tls.cert", s(&v.to_string_lossy())));
+        }
+        if let Some(v) = &self.tls_key {
+            out.push(("tls.key", s(&v.to_string_lossy())));
         }
         out
     }

@@ -36,6 +36,61 @@ pub struct Config {
     pub logs: LogsConfig,
     pub registration_limit: RegistrationLimitConfig,
     pub store: StoreConfig,
+    pub tls: TlsConfig,
+}
+
+/// When the main listener speaks TLS.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS on a non-loopback listener, plain HTTP on loopback.
+    Auto,
+    /// Always TLS.
+    On,
+    /// Never (a non-loopback listener then needs `allow_insecure_http`).
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    /// The certificate chain (PEM), leaf first; empty: one is generated in the data directory,
+    /// signed by a certificate authority generated there too (`<data>/tls/ca.crt`).
+    pub cert: String,
+    /// The certificate's private key (PEM); set together with `cert`.
+    pub key: String,
+    /// Names a generated certificate holds besides the host name, `localhost`, the listener's
+    /// address and `*.<servables.apps_domain>`.
+    pub hostnames: Vec<String>,
+    /// An address for a plain-HTTP listener that only redirects to HTTPS; empty: none.
+    pub redirect_listen: String,
+    /// `Strict-Transport-Security` max-age on TLS answers; 0: no header.
+    pub hsts_max_age_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            mode: TlsMode::Auto,
+            cert: String::new(),
+            key: String::new(),
+            hostnames: Vec::new(),
+            redirect_listen: String::new(),
+            hsts_max_age_secs: 365 * 24 * 3600,
+        }
+    }
+}
+
+impl Config {
+    /// Whether the main listener speaks TLS.
+    pub fn tls_enabled(&self) -> bool {
+        match self.tls.mode {
+            TlsMode::On => true,
+            TlsMode::Off => false,
+            TlsMode::Auto => !self.listen.ip().is_loopback() || !self.tls.cert.is_empty(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -380,6 +435,7 @@ impl Default for Config {
             logs: LogsConfig::default(),
             registration_limit: RegistrationLimitConfig::default(),
             store: StoreConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -522,14 +578,35 @@ impl Config {
 
     /// Checks that go beyond types.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.listen.ip().is_loopback() && !self.allow_insecure_http {
+        if !self.listen.ip().is_loopback() && !self.tls_enabled() && !self.allow_insecure_http {
             return Err(ConfigError::Invalid(format!(
                 "refusing to serve plain HTTP on the non-loopback address {}: passwords and \
-                 session cookies would cross the network in clear text. Listen on 127.0.0.1, or \
-                 set allow_insecure_http = true (DTAAS_ALLOW_INSECURE_HTTP=true) if a TLS proxy \
-                 fronts this server",
+                 session cookies would cross the network in clear text. Leave tls.mode at auto \
+                 (or on), listen on 127.0.0.1, or set allow_insecure_http = true \
+                 (DTAAS_ALLOW_INSECURE_HTTP=true) if a TLS proxy fronts this server",
                 self.listen
             )));
+        }
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key go together: set both (PEM files) or neither (a certificate \
+                 is then generated in the data directory)"
+                    .into(),
+            ));
+        }
+        if !self.tls.redirect_listen.is_empty() {
+            if !self.tls_enabled() {
+                return Err(ConfigError::Invalid(
+                    "tls.redirect_listen redirects to HTTPS, but TLS is off on the main listener"
+                        .into(),
+                ));
+            }
+            if self.tls.redirect_listen.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "tls.redirect_listen {:?} is not an address:port",
+                    self.tls.redirect_listen
+                )));
+            }
         }
         if !(1..=65536).contains(&self.store.cache_mb) {
             return Err(ConfigError::Invalid(format!(
@@ -1000,33 +1077,58 @@ mod tests {
     }
 
     #[test]
-    fn non_loopback_plain_http_is_refused_unless_allowed() {
+    fn non_loopback_listeners_get_tls_and_plain_http_there_is_refused_unless_allowed() {
         for addr in ["0.0.0.0:5000", "192.0.2.1:80", "[::]:5000"] {
-            let err = load_env(&[("DTAAS_LISTEN", addr)]).unwrap_err();
+            // tls.mode auto: TLS off loopback.
+            let c = load_env(&[("DTAAS_LISTEN", addr)]).unwrap();
+            assert!(c.tls_enabled(), "{addr}");
+            let err = load_env(&[("DTAAS_LISTEN", addr), ("DTAAS_TLS_MODE", "off")]).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid(_)), "{err:?}");
             let text = err.to_string();
             assert!(text.contains("refusing") && text.contains(addr), "{text}");
             let c = load_env(&[
                 ("DTAAS_LISTEN", addr),
+                ("DTAAS_TLS_MODE", "off"),
                 ("DTAAS_ALLOW_INSECURE_HTTP", "true"),
             ])
             .unwrap();
-            assert!(c.allow_insecure_http);
+            assert!(c.allow_insecure_http && !c.tls_enabled());
             assert_eq!(c.listen.to_string(), addr);
         }
         for addr in ["127.0.0.1:80", "127.1.2.3:5000", "[::1]:5000"] {
             let c = load_env(&[("DTAAS_LISTEN", addr)]).unwrap();
-            assert!(!c.allow_insecure_http, "{addr}");
+            assert!(!c.allow_insecure_http && !c.tls_enabled(), "{addr}");
+            let c = load_env(&[("DTAAS_LISTEN", addr), ("DTAAS_TLS_MODE", "on")]).unwrap();
+            assert!(c.tls_enabled(), "{addr}");
         }
         // The same from the file.
-        let (_dir, path) = file("listen = \"0.0.0.0:5000\"\n");
+        let (_dir, path) = file("listen = \"0.0.0.0:5000\"\n[tls]\nmode = \"off\"\n");
         assert!(Config::load(Some(&path), env(&[]), vec![]).is_err());
         std::fs::write(
             &path,
-            "listen = \"0.0.0.0:5000\"\nallow_insecure_http = true\n",
+            "listen = \"0.0.0.0:5000\"\nallow_insecure_http = true\n[tls]\nmode = \"off\"\n",
         )
         .unwrap();
         assert!(Config::load(Some(&path), env(&[]), vec![]).is_ok());
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let err = load_env(&[("DTAAS_TLS_CERT", "/etc/x.pem")]).unwrap_err();
+        assert!(err.to_string().contains("tls.cert and tls.key"), "{err}");
+        let err = load_env(&[("DTAAS_TLS_REDIRECT_LISTEN", "127.0.0.1:8080")]).unwrap_err();
+        assert!(err.to_string().contains("TLS is off"), "{err}");
+        let err = load_env(&[
+            ("DTAAS_TLS_MODE", "on"),
+            ("DTAAS_TLS_REDIRECT_LISTEN", "nowhere"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("tls.redirect_listen"), "{err}");
+        let err = load_env(&[("DTAAS_TLS_MODE", "sometimes")]).unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        // A certificate given on loopback turns TLS on (mode auto).
+        let c = load_env(&[("DTAAS_TLS_CERT", "/c.pem"), ("DTAAS_TLS_KEY", "/k.pem")]).unwrap();
+        assert!(c.tls_enabled());
     }
 
     #[test]

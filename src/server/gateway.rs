@@ -46,8 +46,10 @@ impl Gateway for ServerGateway {
 
 async fn listen(app: &App, gateway: IpAddr) -> Result<String> {
     let main = app.local_addr();
-    if main.ip().is_unspecified() {
-        // The main listener already answers on every address, the gateway's included.
+    if main.ip().is_unspecified() && !app.config.tls_enabled() {
+        // The main listener already answers on every address, the gateway's included. (Over
+        // TLS it does not do for containers, which do not trust its certificate: they get a
+        // plain listener of their own on the gateway, a network local to this machine.)
         return Ok(format!("http://{gateway}:{}", main.port()));
     }
     let remembered = app

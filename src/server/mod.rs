@@ -4,6 +4,7 @@
 //! starts the background work, and shuts down gracefully; [`serve`] is `dtaas serve`.
 
 mod gateway;
+pub mod tls;
 
 pub use crate::faces::App;
 
@@ -151,6 +152,12 @@ pub async fn launch_with_listener(
     if let Ok(addr) = listener.local_addr() {
         let _ = app.listen_addr.set(addr);
     }
+    // TLS first: a certificate that cannot be loaded stops the start before anything runs.
+    let tls = if app.config.tls_enabled() {
+        Some(start_tls(&app, stop_rx.clone()).await?)
+    } else {
+        None
+    };
     let admin = crate::faces::admin::AdminSocket::bind(app.clone())?;
     let admin_task = tokio::spawn(admin.serve(wait_for_stop(stop_rx.clone())));
 
@@ -169,17 +176,174 @@ pub async fn launch_with_listener(
     start_registry_gc(&app);
 
     let router = crate::faces::router(app.clone());
-    let listener = no_delay(listener);
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait_for_stop(stop_rx))
-    .await;
+    let result = match tls {
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            let hsts = app.config.tls.hsts_max_age_secs;
+            let router = router.layer(axum::middleware::map_response(move |r| {
+                strict_transport_security(r, hsts)
+            }));
+            axum::serve(
+                tls.listener(listener)?.tap_io(|_| ()),
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(wait_for_stop(stop_rx))
+            .await
+        }
+        None => {
+            axum::serve(
+                no_delay(listener),
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(wait_for_stop(stop_rx))
+            .await
+        }
+    };
     let _ = admin_task.await;
     // Containers keep running; the next start re-attaches to them.
     app.tasks.shut_down().await;
     result
+}
+
+/// Loads the certificate (printing its fingerprints), reloads it on SIGHUP, and opens the
+/// plain-HTTP listener that redirects to HTTPS when one is configured.
+async fn start_tls(
+    app: &App,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<Arc<tls::TlsState>> {
+    let (state, loaded) = tls::TlsState::new(&app.config, &app.data_dir, app.local_addr())
+        .map_err(std::io::Error::other)?;
+    report_certificate(&loaded, "TLS certificate loaded");
+    let state = Arc::new(state);
+    let reloading = state.clone();
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut stopping = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hangups.recv() => if got.is_none() { return },
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            match reloading.reload() {
+                Ok(loaded) => report_certificate(&loaded, "TLS certificate reloaded (SIGHUP)"),
+                Err(e) => tracing::error!("{e}; the certificate in use stays"),
+            }
+        }
+    });
+    if !app.config.tls.redirect_listen.is_empty() {
+        let addr: SocketAddr = app
+            .config
+            .tls
+            .redirect_listen
+            .parse()
+            .map_err(|_| std::io::Error::other("tls.redirect_listen is not an address:port"))?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} (tls.redirect_listen): {e}"),
+            )
+        })?;
+        let port = app.local_addr().port();
+        let mut stopping = stop;
+        tokio::spawn(async move {
+            let router =
+                axum::Router::new().fallback(move |request: axum::extract::Request| async move {
+                    redirect_to_https(&request, port)
+                });
+            let served = axum::serve(no_delay(listener), router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!("the HTTPS redirect listener failed: {e}");
+            }
+        });
+        tracing::info!(listen = %addr, "redirecting plain HTTP to HTTPS");
+    }
+    Ok(state)
+}
+
+fn report_certificate(loaded: &tls::Loaded, what: &str) {
+    match (&loaded.ca_fingerprint, &loaded.ca_file) {
+        (Some(ca), Some(file)) => tracing::info!(
+            certificate_sha256 = %loaded.cert_fingerprint,
+            ca_sha256 = %ca,
+            ca_file = %file.display(),
+            "{what}: generated, signed by this server's certificate authority; clients trust \
+             its ca.crt"
+        ),
+        _ => tracing::info!(certificate_sha256 = %loaded.cert_fingerprint, "{what}"),
+    }
+}
+
+/// `Strict-Transport-Security` on every answer over TLS (none when `max_age` is 0).
+async fn strict_transport_security(
+    mut response: axum::response::Response,
+    max_age: u64,
+) -> axum::response::Response {
+    if max_age > 0
+        && let Ok(v) = axum::http::HeaderValue::from_str(&format!("max-age={max_age}"))
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    response
+}
+
+/// A permanent redirect to the same host, path and query over HTTPS on `port`. The host comes
+/// from the request's Host header when it is a plain host name or address.
+fn redirect_to_https(request: &axum::extract::Request, port: u16) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.as_bytes())
+        .and_then(host_of);
+    let Some(host) = host else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a Host header is needed to redirect to HTTPS\n",
+        )
+            .into_response();
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let port = if port == 443 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    let location = format!("https://{host}{port}{path}");
+    match axum::http::HeaderValue::from_str(&location) {
+        Ok(v) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)]).into_response(),
+        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    }
+}
+
+/// The host of a Host header without its port, if it is a host name or an address (nothing
+/// else is echoed into a Location).
+fn host_of(value: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(value).ok()?;
+    let host = if let Some(rest) = text.strip_prefix('[') {
+        // [v6]:port
+        let (inner, _) = rest.split_once(']')?;
+        inner.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some(format!("[{inner}]"));
+    } else {
+        text.rsplit_once(':').map_or(text, |(h, _)| h)
+    };
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    ok.then(|| host.to_ascii_lowercase())
 }
 
 /// Collects unreferenced registry blobs and stale uploads every `registry.gc_interval_secs`.
@@ -241,11 +405,16 @@ pub async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), String> 
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let scheme = if app.config.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         listen = %addr,
         data_dir = %app.config.data_dir.display(),
         docker = %app.config.docker.host,
-        "dtaas {} serving on http://{addr}",
+        "dtaas {} serving on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
     let engine = app.engine.clone();
@@ -283,4 +452,28 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_host_names_and_addresses_are_redirected_to() {
+        assert_eq!(host_of(b"example.org:80").as_deref(), Some("example.org"));
+        assert_eq!(host_of(b"Example.ORG").as_deref(), Some("example.org"));
+        assert_eq!(host_of(b"10.0.0.1:8080").as_deref(), Some("10.0.0.1"));
+        assert_eq!(host_of(b"[::1]:80").as_deref(), Some("[::1]"));
+        for bad in [
+            &b""[..],
+            b"evil.org/path",
+            b"a b",
+            b"x@evil.org",
+            b"[not-v6]:80",
+            b"\xff",
+            b"host\r\nX: y",
+        ] {
+            assert_eq!(host_of(bad), None, "{bad:?}");
+        }
+    }
 }

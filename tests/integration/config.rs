@@ -6,7 +6,17 @@ use std::path::PathBuf;
 
 #[tokio::test]
 async fn the_binary_reports_config_errors_and_prints_the_effective_config() {
-    let out = crate::harness::dtaas_cli(&["serve", "--listen", "0.0.0.0:5999"], None).await;
+    let out = crate::harness::dtaas_cli(
+        &["serve", "--listen", "0.0.0.0:5999", "--print-config"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "off loopback, TLS is on by default");
+    let out = crate::harness::dtaas_cli(
+        &["serve", "--listen", "0.0.0.0:5999", "--tls-mode", "off"],
+        None,
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
 

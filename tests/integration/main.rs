@@ -23,3 +23,4 @@ mod registry;
 mod scale;
 mod security;
 mod servables;
+mod tls;

@@ -159,8 +159,11 @@ async fn login(
         })
         .await?;
     let max_age = (session.session.expires - now).num_seconds().max(0);
+    // Secure over TLS: a browser then never sends it over plain HTTP (e.g. to the redirect
+    // listener).
     let cookie = Cookie::build((SESSION_COOKIE, session.token))
         .http_only(true)
+        .secure(app.config.tls_enabled())
         .same_site(SameSite::Lax)
         .path("/")
         .max_age(cookie::time::Duration::seconds(max_age))
