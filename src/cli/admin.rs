@@ -25,6 +25,12 @@ pub enum AdminClientError {
          run this as the server's user or as root"
     )]
     Unreachable { dir: PathBuf, socket_error: String },
+    #[error(
+        "no database at {}: is this the right --data-dir? (the configuration read is --config, \
+         else /etc/dtaas/dtaas.toml when it exists; DTAAS_DATA_DIR overrides it)",
+        .dir.join(crate::core::store::DB_FILE).display()
+    )]
+    NoDatabase { dir: PathBuf },
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -53,6 +59,9 @@ pub async fn run(
             } else {
                 Err(AdminClientError::Refused(reply.message))
             }
+        }
+        Err(_) if !dir.join(crate::core::store::DB_FILE).exists() => {
+            Err(AdminClientError::NoDatabase { dir: dir.clone() })
         }
         Err(socket_error) => match open_store(dir) {
             Ok(store) => {

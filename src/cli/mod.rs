@@ -20,11 +20,32 @@ use std::sync::Arc;
     about = "A single-node Data Trust appliance and its client"
 )]
 pub struct Cli {
-    /// Server configuration file (TOML). Also DTAAS_CONFIG.
+    /// Server configuration file (TOML) [default: /etc/dtaas/dtaas.toml when it exists]. Also
+    /// DTAAS_CONFIG.
     #[arg(long, global = true, env = "DTAAS_CONFIG")]
     config: Option<PathBuf>,
+    /// The server's data directory [default: from the configuration, else ./dtaas-data]
+    /// (DTAAS_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The configuration file a command reads when none is named: the packaged one, if installed.
+pub const SYSTEM_CONFIG: &str = "/etc/dtaas/dtaas.toml";
+
+/// `--config` (or DTAAS_CONFIG) if given, else [`SYSTEM_CONFIG`] when it exists. `dtaas serve`
+/// and `dtaas admin` read the same file, so that an admin command on an installed server finds
+/// the service's data directory.
+fn config_file(named: Option<&PathBuf>) -> Option<PathBuf> {
+    match named {
+        Some(path) => Some(path.clone()),
+        None => {
+            let system = PathBuf::from(SYSTEM_CONFIG);
+            system.exists().then_some(system)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -52,8 +73,8 @@ struct ServerFlags {
     /// Address to listen on [default: 127.0.0.1:5000] (DTAAS_LISTEN).
     #[arg(long)]
     listen: Option<String>,
-    /// Data directory [default: ./dtaas-data] (DTAAS_DATA_DIR).
-    #[arg(long)]
+    /// (The global --data-dir, carried here.)
+    #[arg(skip)]
     data_dir: Option<PathBuf>,
     /// Log filter, e.g. info or dtaas=debug (DTAAS_LOG_LEVEL).
     #[arg(long)]
@@ -121,9 +142,6 @@ impl ServerFlags {
 
 #[derive(Args)]
 struct AdminArgs {
-    /// The server's data directory [default: from the config, else ./dtaas-data].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -185,7 +203,7 @@ pub fn main() -> ExitCode {
 
 fn load_config(file: Option<&PathBuf>, flags: &ServerFlags) -> Result<Config, String> {
     Config::load(
-        file.map(PathBuf::as_path),
+        config_file(file).as_deref(),
         std::env::vars(),
         flags.overrides(),
     )
@@ -194,7 +212,8 @@ fn load_config(file: Option<&PathBuf>, flags: &ServerFlags) -> Result<Config, St
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve(args) => {
+        Command::Serve(mut args) => {
+            args.server.data_dir = cli.data_dir.clone();
             let config = load_config(cli.config.as_ref(), &args.server)?;
             if args.print_config {
                 print!("{}", config.to_toml());
@@ -212,7 +231,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Admin(args) => {
             let flags = ServerFlags {
-                data_dir: args.data_dir.clone(),
+                data_dir: cli.data_dir.clone(),
                 ..ServerFlags::default()
             };
             let config = load_config(cli.config.as_ref(), &flags)?;

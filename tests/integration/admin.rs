@@ -201,3 +201,51 @@ async fn a_second_server_on_the_same_data_directory_fails_at_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another dtaas process"), "{err}");
 }
+
+#[tokio::test]
+async fn admin_commands_refuse_a_data_directory_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = dir.path().join("not-the-data-dir");
+    let (ok, out, err) = admin(&nowhere, &["list-users"], None).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("no database at"), "{err}");
+    assert!(err.contains("--data-dir"), "{err}");
+    assert!(!nowhere.exists(), "nothing is created");
+    let (ok, _, err) = admin(&nowhere, &["create-user", "someone"], None).await;
+    assert!(!ok);
+    assert!(err.contains("no database at"), "{err}");
+    assert!(!nowhere.exists());
+}
+
+#[tokio::test]
+async fn global_flags_go_before_or_after_the_subcommand() {
+    let server = TestServer::start().await;
+    let stopped = server.stop().await;
+    let dir = stopped.path().to_str().unwrap().to_owned();
+    let someone = unique("flags");
+    let before = dtaas_cli(
+        &["--data-dir", &dir, "admin", "create-user", &someone],
+        None,
+    )
+    .await;
+    assert!(
+        before.status.success(),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    let after = dtaas_cli(&["admin", "list-users", "--data-dir", &dir], None).await;
+    assert!(after.status.success());
+    assert!(String::from_utf8_lossy(&after.stdout).contains(&someone));
+    // --config too: a file naming the data directory is enough.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), format!("data_dir = {dir:?}\n")).unwrap();
+    let path = config.path().to_str().unwrap();
+    let via_file = dtaas_cli(&["admin", "list-users", "--config", path], None).await;
+    assert!(
+        String::from_utf8_lossy(&via_file.stdout).contains(&someone),
+        "{}",
+        String::from_utf8_lossy(&via_file.stderr)
+    );
+    let via_file = dtaas_cli(&["--config", path, "admin", "list-users"], None).await;
+    assert!(String::from_utf8_lossy(&via_file.stdout).contains(&someone));
+}

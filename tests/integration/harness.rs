@@ -318,15 +318,28 @@ pub fn empty() -> Value {
     json!({})
 }
 
+/// The real `dtaas` binary as a command, on none of the settings of the machine or of the
+/// test run: no configuration file, and none of the `DTAAS_*` variables the tests' own
+/// environment may hold (the binary refuses a `DTAAS_` name it does not know).
+pub fn dtaas_command() -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dtaas"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DTAAS_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("DTAAS_CONFIG", "/dev/null");
+    cmd
+}
+
 /// Runs the real `dtaas` binary.
 pub async fn dtaas_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dtaas"));
+    let mut cmd = dtaas_command();
     cmd.args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .env_remove("DTAAS_CONFIG");
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn dtaas");
     let mut input = child.stdin.take().expect("stdin");
     if let Some(text) = stdin {
@@ -367,12 +380,11 @@ impl ProcessServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dtaas"));
+        let mut cmd = dtaas_command();
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(dir)
             .env("DTAAS_LOG_LEVEL", "warn")
-            .env_remove("DTAAS_CONFIG")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true);

@@ -47,28 +47,54 @@ async fn curl(args: &[&str]) -> (i32, String) {
     )
 }
 
-/// A reqwest client trusting only `ca` (a PEM file), with a cookie jar.
-fn client_trusting(ca: &Path) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).expect("the authority");
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.expect("a PEM certificate")).expect("a root");
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .cookie_store(true)
-        .build()
-        .expect("a TLS client")
+/// A new confirmed user over HTTPS, registered with curl trusting `ca`; returns its login and
+/// a cookie jar holding its session.
+async fn user_over_tls(https: &str, ca: &str, jar: &Path, prefix: &str) -> String {
+    let login = unique(prefix);
+    let jar = jar.to_string_lossy().to_string();
+    let (code, out) = curl(&[
+        "--cacert",
+        ca,
+        "-X",
+        "POST",
+        "--data-urlencode",
+        &format!("login={login}"),
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        "--data-urlencode",
+        &format!("email={login}@example.org"),
+        &format!("{https}/register"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let token = serde_json::from_str::<serde_json::Value>(&out).expect("JSON")["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let (code, out) = curl(&[
+        "--cacert",
+        ca,
+        "--fail",
+        &format!("{https}/register/confirm/{login}/{token}"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = curl(&[
+        "--cacert",
+        ca,
+        "--fail",
+        "-c",
+        &jar,
+        "--data-urlencode",
+        &format!("login={login}"),
+        "--data-urlencode",
+        &format!("password={PASSWORD}"),
+        &format!("{https}/login"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    login
 }
-
-use rustls::pki_types::pem::PemObject;
 
 #[tokio::test]
 async fn a_generated_certificate_is_trusted_through_the_servers_authority() {
@@ -100,28 +126,32 @@ async fn a_generated_certificate_is_trusted_through_the_servers_authority() {
             .contains("strict-transport-security: max-age=31536000"),
         "{head}"
     );
-    let c = client_trusting(&ca);
-    let login = unique("tls");
-    register_confirm(&https, &c, &login).await;
-    let r = c
-        .post(format!("{https}/login"))
-        .form(&[("login", login.as_str()), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("login over TLS");
-    assert_eq!(r.status(), 200);
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let jars = tempfile::tempdir().unwrap();
+    let jar = jars.path().join("cookies");
+    user_over_tls(&https, &ca_arg, &jar, "tls").await;
+    // curl keeps the cookie's attributes in its jar: the Secure flag is its fourth field.
+    let cookies = std::fs::read_to_string(&jar).unwrap();
+    let session = cookies
+        .lines()
+        .find(|l| l.contains("dtaas_session"))
+        .unwrap_or_else(|| panic!("no session cookie in {cookies}"));
+    let fields: Vec<&str> = session.split('\t').collect();
+    assert_eq!(fields[3], "TRUE", "the session cookie is Secure: {session}");
     assert!(
-        cookie.contains("Secure") && cookie.contains("HttpOnly"),
-        "{cookie}"
+        fields[0].starts_with("#HttpOnly_"),
+        "and HttpOnly: {session}"
     );
-    let r = c.get(format!("{https}/")).send().await.expect("whoami");
-    assert_eq!(r.status(), 200, "the session works over TLS");
+    let jar_arg = jar.to_string_lossy().to_string();
+    let (code, out) = curl(&[
+        "--cacert",
+        &ca_arg,
+        "--fail",
+        "-b",
+        &jar_arg,
+        &format!("{https}/"),
+    ])
+    .await;
+    assert_eq!(code, 0, "the session works over TLS: {out}");
 
     // The redirect listener sends everything to HTTPS, path and query kept.
     let (code, head) = curl(&[
@@ -194,7 +224,7 @@ async fn sighup_swaps_the_certificate_while_a_long_download_goes_on() {
     std::fs::copy(&cert_a, &cert).unwrap();
     std::fs::copy(&key_a, &key).unwrap();
     let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dtaas"))
+    let mut child = dtaas_command()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data.path())
@@ -203,7 +233,6 @@ async fn sighup_swaps_the_certificate_while_a_long_download_goes_on() {
         .arg("--tls-key")
         .arg(&key)
         .env("DTAAS_LOG_LEVEL", "warn")
-        .env_remove("DTAAS_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -223,22 +252,25 @@ async fn sighup_swaps_the_certificate_while_a_long_download_goes_on() {
     assert!(up, "the server did not answer over TLS");
 
     // A user with a 24 MiB blob in the registry: a download that takes seconds at 4 MiB/s.
-    let c = client_trusting(&ca_a);
-    let login = unique("reload");
-    register_confirm(&https, &c, &login).await;
+    let login = user_over_tls(&https, &a, &certs.path().join("jar"), "reload").await;
     let blob: Vec<u8> = (0..24 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let digest = format!("sha256:{}", sha256_hex(&blob));
-    let r = c
-        .post(format!(
-            "{https}/v2/{login}/big/blobs/uploads/?digest={digest}"
-        ))
-        .basic_auth(&login, Some(PASSWORD))
-        .header("content-type", "application/octet-stream")
-        .body(blob.clone())
-        .send()
-        .await
-        .expect("monolithic upload");
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let blob_file = certs.path().join("blob");
+    std::fs::write(&blob_file, &blob).unwrap();
+    let (code, out) = curl(&[
+        "--cacert",
+        &a,
+        "--fail",
+        "-u",
+        &format!("{login}:{PASSWORD}"),
+        "-H",
+        "content-type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", blob_file.display()),
+        &format!("{https}/v2/{login}/big/blobs/uploads/?digest={digest}"),
+    ])
+    .await;
+    assert_eq!(code, 0, "monolithic upload: {out}");
     let out_file = certs.path().join("downloaded");
     let download = tokio::process::Command::new("curl")
         .args(["-sS", "--fail", "--limit-rate", "4M", "--cacert", &a])
@@ -324,9 +356,9 @@ async fn docker_logs_in_pushes_and_pulls_over_tls() {
     std::fs::copy(&ca, certs_d.join("ca.crt")).unwrap();
 
     let https = format!("https://{addr}");
-    let c = client_trusting(&ca);
-    let login = unique("tlsdocker");
-    register_confirm(&https, &c, &login).await;
+    let ca_arg = ca.to_string_lossy().to_string();
+    let jars = tempfile::tempdir().unwrap();
+    let login = user_over_tls(&https, &ca_arg, &jars.path().join("jar"), "tlsdocker").await;
     // push_image_to logs in, tags the base image, pushes, and removes the local tag.
     push_image_to(&addr, &login, None, "over-tls", "v1").await;
     let config = tempfile::tempdir().unwrap();
@@ -342,15 +374,18 @@ async fn docker_logs_in_pushes_and_pulls_over_tls() {
     assert!(ok, "docker pull over TLS: {out}");
     let _ = docker_cli(config.path(), &["rmi", &image], None).await;
     // The registry saw it over TLS: the manifest is there for a TLS client.
-    let r = c
-        .get(format!("{https}/v2/over-tls/manifests/v1"))
-        .basic_auth(&login, Some(PASSWORD))
-        .header(
-            "accept",
-            "application/vnd.docker.distribution.manifest.v2+json",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (code, out) = curl(&[
+        "--cacert",
+        &ca_arg,
+        "--fail",
+        "-o",
+        "/dev/null",
+        "-u",
+        &format!("{login}:{PASSWORD}"),
+        "-H",
+        "accept: application/vnd.docker.distribution.manifest.v2+json",
+        &format!("{https}/v2/over-tls/manifests/v1"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
 }
