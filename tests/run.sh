@@ -11,9 +11,9 @@ say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { printf '\033[1;31mtests/run.sh: %s\033[0m\n' "$*" >&2; exit 1; }
 
 # Debian packages the tests use: the engine, a static busybox for the base image (no image can be
-# pulled), curl for the seed's curl flows, git and Mercurial for repository builds, and Python
-# requests for the seed's Python examples.
-PACKAGES=(docker.io busybox-static curl git mercurial python3-requests skopeo)
+# pulled), curl for the seed's curl flows, git and Mercurial for repository builds, Python
+# requests for the seed's Python examples, and Python's venv for schemathesis (below).
+PACKAGES=(docker.io busybox-static curl git mercurial python3-requests python3-venv skopeo)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -49,6 +49,25 @@ if ! engine_up; then
   engine_up || { tail -n 30 "$log" >&2 2>/dev/null || true; die "dockerd did not come up within 60 s"; }
 fi
 say "Docker engine answers at $socket"
+
+# Schemathesis, from PyPI at a pinned version, for the fuzz test of /v1 (tests/integration/fuzz.rs),
+# in a virtual environment of Debian's Python kept between runs. A failed install is removed (a
+# venv cannot be moved into place: its scripts name its path), so that the next run starts over.
+SCHEMATHESIS_VERSION=4.32.5
+venv=${XDG_CACHE_HOME:-$HOME/.cache}/dtaas-tests/schemathesis-$SCHEMATHESIS_VERSION
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "version $SCHEMATHESIS_VERSION"; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) into $venv"
+  rm -rf "$venv"
+  mkdir -p "$(dirname "$venv")"
+  /usr/bin/python3 -m venv "$venv" \
+    || { rm -rf "$venv"; die "cannot make a Python virtual environment (python3-venv) at $venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+    || { rm -rf "$venv"; die "pip could not install schemathesis==$SCHEMATHESIS_VERSION from PyPI"; }
+  "$venv/bin/schemathesis" --version | grep -qF "version $SCHEMATHESIS_VERSION" \
+    || { rm -rf "$venv"; die "the schemathesis installed is not $SCHEMATHESIS_VERSION"; }
+fi
+export DTAAS_TEST_SCHEMATHESIS=$venv/bin/schemathesis
+say "schemathesis $SCHEMATHESIS_VERSION at $DTAAS_TEST_SCHEMATHESIS"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check || die "code is not formatted: run cargo fmt"

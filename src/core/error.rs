@@ -32,8 +32,8 @@ pub enum Error {
     /// Too many attempts; retry after the given number of seconds (429).
     #[error("too many failed attempts, retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
-    /// Input with several problems, each naming what it concerns (400; 409 when every problem
-    /// is a conflict with what exists).
+    /// Input with several problems, each naming what it concerns (400; when none is about the
+    /// input itself, the status of their [`Cause`]: see [`Cause::of`]).
     #[error("{}", summarize(.0))]
     Problems(Vec<Problem>),
     /// The target exists but cannot serve now (503), e.g. an app with no running instance.
@@ -64,9 +64,9 @@ pub struct Problem {
     pub item: String,
     pub field: String,
     pub message: String,
-    /// The problem is a conflict with something that exists (e.g. a name already taken).
+    /// Whether the input itself is at fault, or how it stands with what exists.
     #[serde(skip)]
-    pub conflict: bool,
+    pub cause: Cause,
 }
 
 impl Problem {
@@ -75,8 +75,40 @@ impl Problem {
             item: item.to_owned(),
             field: field.to_owned(),
             message: message.into(),
-            conflict: false,
+            cause: Cause::Input,
         }
+    }
+
+    /// This problem, with another cause.
+    pub fn because(self, cause: Cause) -> Problem {
+        Problem { cause, ..self }
+    }
+}
+
+/// What a problem is about. A request the API's rules allow can still name something that is
+/// not there, or not the caller's, or that conflicts with what is: those are not faults of its
+/// form, and a list of only those is answered as such (404, 403, 409) rather than as a 400.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cause {
+    /// The input breaks a rule (400).
+    #[default]
+    Input,
+    /// Something it names does not exist, or the caller cannot see it (404).
+    Missing,
+    /// Something it names is not the caller's to use (403).
+    Forbidden,
+    /// It conflicts with something that exists, e.g. a name already taken (409).
+    Conflict,
+}
+
+impl Cause {
+    /// The cause of a list of problems: the input's when any problem is about the input, else
+    /// the first of missing, forbidden, conflict that any problem has.
+    pub fn of(problems: &[Problem]) -> Cause {
+        [Cause::Input, Cause::Missing, Cause::Forbidden]
+            .into_iter()
+            .find(|c| problems.iter().any(|p| p.cause == *c))
+            .unwrap_or(Cause::Conflict)
     }
 }
 
@@ -111,15 +143,6 @@ impl Error {
         Error::Internal(msg.to_string())
     }
 
-    /// A problem list whose every entry conflicts with what exists (409 rather than 400).
-    pub fn is_conflict(&self) -> bool {
-        match self {
-            Error::Conflict(_) => true,
-            Error::Problems(p) => !p.is_empty() && p.iter().all(|p| p.conflict),
-            _ => false,
-        }
-    }
-
     /// The appliance's own fault (a 500): logged in full, shown to clients only as a pointer to
     /// the log.
     pub fn is_internal(&self) -> bool {
@@ -135,7 +158,8 @@ impl Error {
         }
     }
 
-    /// A stable, machine-readable code (the `code` of /v1 errors).
+    /// A stable, machine-readable code (the `code` of /v1 errors). A problem list's follows its
+    /// status (`invalid` for a 400), with the problems in `details` whatever the code.
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "bad_request",
@@ -145,7 +169,12 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::RateLimited { .. } => "rate_limited",
-            Error::Problems(_) => "invalid",
+            Error::Problems(problems) => match Cause::of(problems) {
+                Cause::Input => "invalid",
+                Cause::Missing => "not_found",
+                Cause::Forbidden => "forbidden",
+                Cause::Conflict => "conflict",
+            },
             Error::Unavailable(_) => "unavailable",
             Error::BadGateway(_) => "bad_gateway",
             Error::EngineUnavailable(_) => "engine_unavailable",

@@ -1,6 +1,7 @@
 //! core: what every layer stands on, and nothing of any domain: object ids, the clock, the
 //! configuration, the domain error, the store (a redb handle that knows no table), secrets,
-//! file helpers, and the background tasks of a running server.
+//! file helpers, the background tasks of a running server, and whole numbers as JSON Schema
+//! reads them.
 
 pub mod clock;
 pub mod config;
@@ -12,3 +13,4 @@ pub mod page;
 pub mod secrets;
 pub mod store;
 pub mod tasks;
+pub mod whole;

@@ -9,6 +9,7 @@
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::names;
 use crate::core::page::{Page, PageRequest};
 use crate::core::store::{Opening, Store, StoreError, decode};
 use crate::domains::authz::{self, Acl, Capability, Facet, Kind, ObjectMeta, Principal};
@@ -143,10 +144,7 @@ pub fn context_dir(data_dir: &Path, image: Id) -> PathBuf {
 }
 
 fn validate_request(req: &BuildRequest) -> Result<()> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(Error::bad_request("name must be 1-200 characters"));
-    }
+    names::display_name(&req.name)?;
     match (&req.repo_url, &req.dockerfile) {
         (Some(url), _) => {
             // Only the accepted forms; whether a local path is allowed and where the host

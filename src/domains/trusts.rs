@@ -9,6 +9,7 @@
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::names;
 use crate::core::page::{Page, PageRequest};
 use crate::core::store::{Opening, Store, StoreError, get_record, put_record};
 use crate::domains::authz::{self, Acl, Capability, Caps, Kind, Principal, Role};
@@ -44,10 +45,7 @@ pub fn create_trust(
     name: &str,
     now: Timestamp,
 ) -> Result<Trust> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(Error::bad_request("name must be 1-200 characters"));
-    }
+    let name = names::display_name(name)?;
     let trust = Trust {
         id: Id::new(),
         name: name.to_owned(),
@@ -182,7 +180,7 @@ pub fn remove_object(
 ) -> Result<TrustView> {
     authz::authorize(store, caller, trust, Kind::Trust, Capability::Manage)?;
     if object == trust {
-        return Err(Error::bad_request("a trust cannot leave itself"));
+        return Err(Error::conflict("a trust cannot leave itself"));
     }
     let txn = store.write()?;
     if !authz::set_trust_object(&txn, trust, object, false)? {

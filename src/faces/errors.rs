@@ -8,7 +8,7 @@
 //! each face's rendering layer, turns it into [`Error::Internal`] (logged, with the request and
 //! the panic's message), which the face then renders as its 500.
 
-use crate::core::error::{Error, Problem};
+use crate::core::error::{Cause, Error, Problem};
 use axum::Json;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -31,8 +31,12 @@ pub fn status(error: &Error) -> StatusCode {
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::Problems(_) if error.is_conflict() => StatusCode::CONFLICT,
-        Error::Problems(_) => StatusCode::BAD_REQUEST,
+        Error::Problems(problems) => match Cause::of(problems) {
+            Cause::Input => StatusCode::BAD_REQUEST,
+            Cause::Missing => StatusCode::NOT_FOUND,
+            Cause::Forbidden => StatusCode::FORBIDDEN,
+            Cause::Conflict => StatusCode::CONFLICT,
+        },
         Error::Unavailable(_) | Error::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::BadGateway(_) | Error::EngineFailed(_) => StatusCode::BAD_GATEWAY,
         Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,21 +180,24 @@ mod tests {
             status(&Error::internal("x")),
             StatusCode::INTERNAL_SERVER_ERROR
         );
-        let conflict = Problem {
-            conflict: true,
-            ..Problem::new("a", "tag", "taken")
+        let conflict = Problem::new("a", "tag", "taken").because(Cause::Conflict);
+        let missing = Problem::new("a", "tag", "not pushed").because(Cause::Missing);
+        let forbidden = Problem::new("a", "tag", "not yours").because(Cause::Forbidden);
+        let invalid = Problem::new("b", "name", "bad");
+        let status_of = |problems: &[&Problem]| {
+            status(&Error::Problems(
+                problems.iter().map(|p| (*p).clone()).collect(),
+            ))
         };
+        assert_eq!(status_of(&[&conflict]), StatusCode::CONFLICT);
+        assert_eq!(status_of(&[&conflict, &invalid]), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of(&[&missing, &conflict]), StatusCode::NOT_FOUND);
+        assert_eq!(status_of(&[&forbidden, &conflict]), StatusCode::FORBIDDEN);
         assert_eq!(
-            status(&Error::Problems(vec![conflict.clone()])),
-            StatusCode::CONFLICT
+            status_of(&[&conflict, &forbidden, &missing]),
+            StatusCode::NOT_FOUND
         );
-        assert_eq!(
-            status(&Error::Problems(vec![
-                conflict,
-                Problem::new("b", "name", "bad")
-            ])),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(status_of(&[&missing, &invalid]), StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -43,9 +43,18 @@ pub struct PageParams {
     /// How many items to answer (1 to 1000; 100 when absent).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// Where to continue: the `X-Next-Cursor` of the page before.
-    #[param(max_length = 64)]
+    /// Where to continue: the `X-Next-Cursor` of the page before, as it was given.
+    #[param(pattern = r"^c1\.[0-9a-f]{32}$")]
     cursor: Option<String>,
+}
+
+/// Whether `s` has the form of a cursor this server gives out (`core::page::encode_cursor`),
+/// which the document states as the pattern of `cursor` (checked here so that the two agree:
+/// the cursor's decoding is more lenient with the id it holds).
+fn is_cursor(s: &str) -> bool {
+    s.strip_prefix("c1.").is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
@@ -70,13 +79,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 }
 
 impl ListQuery {
-    /// A parameter's value; an empty one counts as absent.
+    /// A parameter's value as sent. An empty one is not an absent one: it is refused wherever
+    /// a value is expected (a limit, a cursor, a filter), as the document's patterns and enums
+    /// say, on every list alike.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
     }
 
     /// Whether the client asked for a page (the kabuto face answers everything otherwise).
@@ -86,7 +96,13 @@ impl ListQuery {
 
     /// The page asked for.
     pub fn page(&self) -> Result<PageRequest> {
-        PageRequest::parse(self.get("limit"), self.get("cursor"))
+        let cursor = self.get("cursor");
+        if cursor.is_some_and(|c| !is_cursor(c)) {
+            return Err(Error::bad_request(
+                "cursor: not a cursor this server gave out (pass the value of X-Next-Cursor as is)",
+            ));
+        }
+        PageRequest::parse(self.get("limit"), cursor)
     }
 
     /// A filter naming one of `choices` (by their names from `name`).
@@ -289,6 +305,23 @@ mod tests {
 
     fn entry(n: &u32) -> (String, Value) {
         (format!("k{n}"), json!({ "n": n }))
+    }
+
+    #[test]
+    fn cursors_given_out_have_the_documented_form() {
+        let id = crate::core::id::Id::new();
+        let cursor = crate::core::page::encode_cursor(id);
+        assert!(is_cursor(&cursor), "{cursor}");
+        assert_eq!(crate::core::page::decode_cursor(&cursor).unwrap(), id);
+        for bad in [
+            "",
+            "c1.",
+            "c1.zz",
+            "c2.0190b1f3c4d27a8e9b1c2d3e4f506172",
+            "c1.0190B1F3C4D27A8E9B1C2D3E4F506172",
+        ] {
+            assert!(!is_cursor(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod errors;
 pub mod health;
 pub mod kabuto;
 pub mod listing;
+pub mod params;
 pub mod proxy;
 pub mod state;
 pub mod upload;

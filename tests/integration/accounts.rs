@@ -744,43 +744,100 @@ async fn registry_namespaces_follow_logins() {
 
 /// Issue 11: `expires_in_days: 95005449` panicked in the handler (the connection dropped) and
 /// `3000000` stored the year 10240, which RFC 3339 cannot write (the key list then broke its
-/// schema). An expiry after 9999-12-31T23:59:59Z is 400 saying the largest allowed, which is
-/// accepted.
+/// schema). `expires_in_days` is from 1 to 365000, as the OpenAPI document states, and a key
+/// still cannot expire after 9999-12-31T23:59:59Z (the clock moved to the end of that year).
 #[tokio::test]
-async fn an_api_key_cannot_expire_after_the_year_9999() {
+async fn an_api_key_expires_within_the_documented_bounds_and_the_year_9999() {
     let server = TestServer::start().await;
     let (c, _) = server.user("expiry").await;
     let api = V1::new(&server, c);
-    let mut most = String::new();
-    for days in [95_005_449_u64, 3_000_000, u64::from(u32::MAX)] {
+    for days in [0, 365_001, 95_005_449_u64, 3_000_000, u64::from(u32::MAX)] {
         let (status, body) = api
             .post("/api-keys", json!({"name": "b", "expires_in_days": days}))
             .await;
         assert_eq!(status, 400, "{days}: {body}");
         let (code, message) = v1_error(&body);
         assert_eq!(code, "bad_request");
-        let rest = message
-            .strip_prefix("expires_in_days must be at most ")
-            .unwrap_or_else(|| panic!("{message}"));
-        most = rest.chars().take_while(char::is_ascii_digit).collect();
+        assert!(message.contains("from 1 to 365000"), "{message}");
     }
-    let most: u64 = most.parse().unwrap();
+    // Beyond u32, or a fraction: not the number the document describes.
+    for days in [json!(4_294_967_296_u64), json!(1.5), json!(-1)] {
+        let (status, body) = api
+            .post("/api-keys", json!({"name": "b", "expires_in_days": days}))
+            .await;
+        assert_eq!(status, 400, "{days}: {body}");
+        assert_eq!(v1_error(&body).0, "bad_request");
+    }
     let (status, body) = api
-        .post("/api-keys", json!({"name": "b", "expires_in_days": most}))
+        .post(
+            "/api-keys",
+            json!({"name": "b", "expires_in_days": 365_000}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, list) = api.get("/api-keys").await;
+    assert_eq!(status, 200, "{list}");
+
+    // Sessions do not live for millennia: a key without expiry does.
+    let api = V1::with_key(&server, &api.new_key().await);
+    let now = dtaas::core::clock::Clock::now(server.clock.as_ref());
+    server
+        .clock
+        .advance(dtaas::core::clock::latest() - now - chrono::Duration::days(10));
+    let (status, body) = api
+        .post("/api-keys", json!({"name": "b", "expires_in_days": 10}))
         .await;
     assert_eq!(status, 201, "{body}");
     assert!(
         body["expires"].as_str().unwrap().starts_with("9999-12-"),
         "{body}"
     );
+    let (status, body) = api
+        .post("/api-keys", json!({"name": "b", "expires_in_days": 11}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        v1_error(&body)
+            .1
+            .starts_with("expires_in_days must be at most 10"),
+        "{body}"
+    );
     let (status, list) = api.get("/api-keys").await;
     assert_eq!(status, 200, "{list}");
     assert!(list.to_string().contains("\"9999-12-"), "{list}");
+}
+
+/// Issue 11 (schemathesis): a JSON Schema `integer` may be written `5.0`, which serde refused
+/// for an integer field; and a name was counted in bytes after trimming, where the document
+/// counts characters as sent. Names are 1-200 characters, not all whitespace, kept trimmed.
+#[tokio::test]
+async fn api_keys_take_whole_numbers_however_written_and_names_by_the_documented_rule() {
+    let server = TestServer::start().await;
+    let (c, _) = server.user("keynames").await;
+    let api = V1::new(&server, c);
     let (status, body) = api
-        .post(
-            "/api-keys",
-            json!({"name": "b", "expires_in_days": most + 1}),
-        )
+        .post("/api-keys", json!({"name": "a", "expires_in_days": 30.0}))
         .await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api
+        .post("/api-keys", json!({"name": "é".repeat(200)}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api
+        .post("/api-keys", json!({"name": "  spaced\u{3000}"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "spaced");
+    for name in [
+        String::new(),
+        " \t\u{3000}\u{85}".to_owned(),
+        "é".repeat(201),
+        format!(" {}", "a".repeat(200)),
+    ] {
+        let (status, body) = api.post("/api-keys", json!({ "name": &name })).await;
+        assert_eq!(status, 400, "{name:?}: {body}");
+        let (code, message) = v1_error(&body);
+        assert_eq!(code, "bad_request");
+        assert_eq!(message, "name must be 1-200 characters, not all whitespace");
+    }
 }

@@ -13,6 +13,7 @@ mod admin;
 mod builds;
 mod config;
 mod engine;
+mod fuzz;
 mod jobs;
 mod kabuto;
 mod limits;

@@ -143,7 +143,13 @@ fn detail_message<'a>(body: &'a Value, item: &str, field: &str) -> &'a str {
 fn assert_problems(answer: &(u16, Value), expected_status: u16, expected: &[(&str, &str)]) {
     let (status, body) = answer;
     assert_eq!(*status, expected_status, "{body}");
-    assert_eq!(body["error"]["code"], "invalid", "{body}");
+    let code = match expected_status {
+        400 => "invalid",
+        403 => "forbidden",
+        404 => "not_found",
+        _ => "conflict",
+    };
+    assert_eq!(body["error"]["code"], code, "{body}");
     let expected: BTreeSet<(String, String)> = expected
         .iter()
         .map(|(i, f)| (i.to_string(), f.to_string()))
@@ -155,6 +161,13 @@ fn assert_problems(answer: &(u16, Value), expected_status: u16, expected: &[(&st
 #[track_caller]
 fn assert_invalid(answer: &(u16, Value), expected: &[(&str, &str)]) {
     assert_problems(answer, 400, expected);
+}
+
+/// Asserts a well-formed manifest was refused for naming something that is not there (or not
+/// visible to the caller): 404 `not_found`, with exactly these (item, field) problems.
+#[track_caller]
+fn assert_missing(answer: &(u16, Value), expected: &[(&str, &str)]) {
+    assert_problems(answer, 404, expected);
 }
 
 /// Nothing is registered: the list is empty.
@@ -222,8 +235,10 @@ async fn capability_targets_must_resolve() {
     let entry = with(app("p"), json!({ "capabilities": caps }));
     let answer = v1.post("/prototypes", json!({ "p": entry })).await;
     let by_id = format!("capabilities.{UNKNOWN_ID}");
-    assert_invalid(
+    // A well-formed manifest naming what is not there: not found, not malformed (issue 11).
+    assert_problems(
         &answer,
+        404,
         &[("p", "capabilities.nowhere"), ("p", by_id.as_str())],
     );
     assert_nothing_registered(&v1).await;
@@ -232,9 +247,11 @@ async fn capability_targets_must_resolve() {
 #[tokio::test]
 async fn image_must_be_in_the_registry() {
     let (_server, v1, _) = setup(&["p"]).await;
-    // Never pushed.
+    // Never pushed: a well-formed manifest naming what is not there is answered 404, with the
+    // problem in the details (issue 11: it was a 400, which schemathesis found answering a
+    // request the document allows).
     let answer = v1.post("/prototypes", json!({"ghost": app("ghost")})).await;
-    assert_invalid(&answer, &[("ghost", "tag")]);
+    assert_problems(&answer, 404, &[("ghost", "tag")]);
     assert!(
         detail_message(&answer.1, "ghost", "tag").contains("not in the registry"),
         "{}",
@@ -243,7 +260,7 @@ async fn image_must_be_in_the_registry() {
     // Pushed, but under another tag.
     let entry = with(app("p"), json!({"tag": "2"}));
     let answer = v1.post("/prototypes", json!({ "p": entry })).await;
-    assert_invalid(&answer, &[("p", "tag")]);
+    assert_problems(&answer, 404, &[("p", "tag")]);
     assert_nothing_registered(&v1).await;
 }
 
@@ -399,14 +416,22 @@ async fn the_seed_manifest_registers_with_ids_resolved() {
         )
         .await;
     assert_problems(&answer, 409, &[("hello-daemon", "tag")]);
-    // A conflict among other problems is one problem of a 400.
+    // A conflict beside an image that is not there: the missing image is what to fix first.
     let answer = v1
         .post(
             "/prototypes",
             json!({"hello-daemon": daemon("hello-daemon"), "ghost": app("ghost")}),
         )
         .await;
-    assert_invalid(&answer, &[("hello-daemon", "tag"), ("ghost", "tag")]);
+    assert_problems(&answer, 404, &[("hello-daemon", "tag"), ("ghost", "tag")]);
+    // A conflict among problems of the manifest's own is one problem of a 400.
+    let answer = v1
+        .post(
+            "/prototypes",
+            json!({"hello-daemon": daemon("hello-daemon"), "Bad": app("Bad")}),
+        )
+        .await;
+    assert_invalid(&answer, &[("hello-daemon", "tag"), ("Bad", "name")]);
     let (_, list) = v1.get("/prototypes").await;
     assert_eq!(by_name(&list), protos, "nothing changed");
 
@@ -510,7 +535,7 @@ async fn other_users_cannot_see_use_or_delete_prototypes() {
     push_image(&server, &other_login, None, "mine", "1").await;
     let entry = with(app("mine"), json!({"dependencies": {"daemon": did}}));
     let answer = other.post("/prototypes", json!({ "mine": entry })).await;
-    assert_invalid(&answer, &[("mine", "dependencies.daemon")]);
+    assert_missing(&answer, &[("mine", "dependencies.daemon")]);
     let (status, list) = other.get("/prototypes").await;
     assert_eq!((status, list), (200, json!([])));
 
@@ -532,7 +557,7 @@ async fn an_image_the_caller_cannot_read_is_refused() {
     let namespaced = format!("{login}/secret");
     for name in ["secret", namespaced.as_str(), "shared"] {
         let answer = other.post("/prototypes", json!({ name: app(name) })).await;
-        assert_invalid(&answer, &[(name, "tag")]);
+        assert_missing(&answer, &[(name, "tag")]);
     }
     assert_nothing_registered(&other).await;
 

@@ -77,3 +77,62 @@ async fn browsable_docs_work_offline() {
         .expect("text");
     assert!(init.contains("/v1/doc/openapi.json"), "{init}");
 }
+
+/// Issue 11: every operation states the statuses its request's reading answers (401 without
+/// credentials; 400 for a malformed parameter, path or body; 413 for a body over the limit; 500),
+/// and the bounds the server enforces are the ones the document states.
+#[test]
+fn the_document_states_every_status_and_the_servers_bounds() {
+    let doc = serde_json::to_value(dtaas::faces::v1::openapi::document()).expect("JSON");
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object().expect("responses");
+            let mut expected = vec!["401", "500"];
+            let has_params = op["parameters"].as_array().is_some_and(|p| !p.is_empty());
+            let has_body = op.get("requestBody").is_some();
+            if has_params || has_body {
+                expected.push("400");
+            }
+            if has_body {
+                expected.push("413");
+            }
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} does not state {status}"
+                );
+            }
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    let expires = &schemas["NewKey"]["properties"]["expires_in_days"];
+    assert_eq!(
+        expires["maximum"],
+        dtaas::domains::accounts::MAX_EXPIRES_IN_DAYS,
+        "{expires}"
+    );
+    assert_eq!(expires["minimum"], 1, "{expires}");
+    for schema in ["NewKey", "NewTrust", "NewServable"] {
+        let name = &schemas[schema]["properties"]["name"];
+        assert_eq!(
+            name["maxLength"],
+            dtaas::core::names::MAX_NAME_CHARS,
+            "{schema}"
+        );
+        assert_eq!(name["minLength"], 1, "{schema}");
+        assert_eq!(
+            name["pattern"],
+            dtaas::core::names::NAME_PATTERN,
+            "{schema}"
+        );
+    }
+}

@@ -778,3 +778,74 @@ async fn running_servables_survive_a_sigkill_of_the_server() {
         .expect("installation id");
     drop(EngineCleanup(installation.to_string()));
 }
+
+/// The (field, status) of a servable creation that fails.
+async fn refused(api: &V1, body: Value) -> (u16, Vec<String>) {
+    let (status, answer) = api.post("/servables", body).await;
+    assert_eq!(answer["error"]["code"], "invalid", "{answer}");
+    let fields = answer["error"]["details"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no details: {answer}"))
+        .iter()
+        .map(|d| d["field"].as_str().unwrap().to_owned())
+        .collect();
+    (status, fields)
+}
+
+/// Issue 11 (schemathesis): what a well-formed request asks that the prototype does not allow
+/// is a conflict with the prototype (409), not a malformed request (400); whole numbers may be
+/// written `64.0`, as JSON Schema's `integer` allows.
+#[tokio::test]
+async fn a_servable_request_is_checked_against_its_prototype() {
+    let server = TestServer::start().await;
+    let (api, login) = v1_user(&server, "servcheck").await;
+    let name = unique("checked");
+    push_image(&server, &login, None, &name, "1").await;
+    let manifest = json!({ &name: {
+        "name": &name, "tag": "1", "type": "pipeline",
+        "config-capabilities": {"target": ["READ"]},
+    }});
+    let (status, body) = api.post("/prototypes", manifest).await;
+    assert_eq!(status, 201, "{body}");
+    let prototype = format!("{name}:1");
+    let target = api.get("/me").await.1["id"].clone();
+
+    let base = |extra: Value| {
+        let mut body = json!({"prototype": &prototype, "name": "s", "config": {"target": &target}});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (extra, field) in [
+        (json!({"type": "app"}), "type"),
+        (json!({"access_control": false}), "access_control"),
+        (json!({"config": {}}), "config.target"),
+    ] {
+        assert_eq!(
+            refused(&api, base(extra.clone())).await,
+            (409, vec![field.to_owned()]),
+            "{extra}"
+        );
+    }
+    // Beside a fault of the request itself, a conflict is one problem of a 400.
+    assert_eq!(
+        refused(&api, base(json!({"type": "app", "name": "  "}))).await,
+        (400, vec!["name".to_owned(), "type".to_owned()])
+    );
+    assert_eq!(
+        refused(&api, base(json!({"resources": {"ram": 3}}))).await,
+        (400, vec!["ram".to_owned()])
+    );
+    let resources = json!({"cpu_cores": 1, "ram": 64.0, "disk": 0.0, "gpu_count": 0.0, "shm": 8});
+    let (status, body) = api
+        .post("/servables", base(json!({ "resources": resources })))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["resources"]["ram"], 64, "{body}");
+    let (status, body) = api
+        .post("/servables", base(json!({"resources": {"gpu_count": 1.5}})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(v1_error(&body).0, "bad_request", "{body}");
+}

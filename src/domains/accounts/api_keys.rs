@@ -6,6 +6,7 @@ use super::{API_KEY_HASHES, API_KEYS};
 use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::names;
 use crate::core::page::{Page, PageRequest};
 use crate::core::secrets::{hex, random_token, secret_hash};
 use crate::core::store::{Store, decode, encode};
@@ -35,9 +36,21 @@ pub struct NewApiKey {
     pub secret: String,
 }
 
-/// When a key asked for with `expires_in_days` expires: refused (400) when that is after the
-/// last time the API can write (9999-12-31T23:59:59Z, see `clock::latest`).
+/// The most days a key may be asked to live (about a thousand years; a key without
+/// `expires_in_days` lives until revoked). A fixed bound, which the OpenAPI document states:
+/// the bound of the date (below) moves with the clock.
+pub const MAX_EXPIRES_IN_DAYS: u32 = 365_000;
+
+/// When a key asked for with `expires_in_days` expires: refused (400) for 0 days, beyond
+/// [`MAX_EXPIRES_IN_DAYS`], and when that is after the last time the API can write
+/// (9999-12-31T23:59:59Z, see `clock::latest`).
 pub fn expiry_in_days(now: Timestamp, days: u32) -> Result<Timestamp> {
+    if !(1..=MAX_EXPIRES_IN_DAYS).contains(&days) {
+        return Err(Error::bad_request(format!(
+            "expires_in_days must be from 1 to {MAX_EXPIRES_IN_DAYS} (leave it out for a key \
+             that lives until revoked)"
+        )));
+    }
     chrono::Duration::try_days(i64::from(days))
         .and_then(|by| clock::checked_later(now, by))
         .ok_or_else(|| {
@@ -76,10 +89,7 @@ pub fn create_api_key(
     expires: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<NewApiKey> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(Error::bad_request("name must be 1-200 characters"));
-    }
+    let name = names::display_name(name)?;
     if expires.is_some_and(|e| e <= now) {
         return Err(Error::bad_request("expiry must be in the future"));
     }
@@ -179,23 +189,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_expiry_in_days_is_a_date_the_api_can_write() {
+    fn an_expiry_in_days_is_within_the_documented_bounds() {
         let now = chrono::Utc::now();
         assert_eq!(
             expiry_in_days(now, 30).unwrap(),
             now + chrono::Duration::days(30)
         );
-        let most = (clock::latest() - now).num_days();
-        let last = u32::try_from(most).unwrap();
-        assert!(expiry_in_days(now, last).unwrap() <= clock::latest());
-        for days in [last + 1, 3_000_000, 95_005_449, u32::MAX] {
+        let last = expiry_in_days(now, MAX_EXPIRES_IN_DAYS).unwrap();
+        assert!(last <= clock::latest());
+        for days in [0, MAX_EXPIRES_IN_DAYS + 1, 3_000_000, 95_005_449, u32::MAX] {
             let e = expiry_in_days(now, days).unwrap_err();
             assert!(matches!(e, Error::BadRequest(_)), "{days}: {e}");
             assert!(
                 e.to_string()
-                    .contains(&format!("expires_in_days must be at most {most}")),
+                    .contains(&format!("from 1 to {MAX_EXPIRES_IN_DAYS}")),
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn an_expiry_in_days_is_a_date_the_api_can_write() {
+        // Late in the year 9999, fewer days are left than the documented bound.
+        let now = clock::latest() - chrono::Duration::days(10);
+        assert!(expiry_in_days(now, 10).unwrap() <= clock::latest());
+        let e = expiry_in_days(now, 11).unwrap_err();
+        assert!(matches!(e, Error::BadRequest(_)), "{e}");
+        assert!(
+            e.to_string().contains("expires_in_days must be at most 10"),
+            "{e}"
+        );
     }
 }

@@ -11,8 +11,8 @@ mod sessions;
 mod users;
 
 pub use api_keys::{
-    ApiKey, KEY_PREFIX, NewApiKey, api_key_principal, create_api_key, delete_api_key,
-    expiry_in_days, list_api_keys, request_api_key, revoke_api_key,
+    ApiKey, KEY_PREFIX, MAX_EXPIRES_IN_DAYS, NewApiKey, api_key_principal, create_api_key,
+    delete_api_key, expiry_in_days, list_api_keys, request_api_key, revoke_api_key,
 };
 pub use credentials::PasswordLogins;
 pub use limiter::LoginLimiter;

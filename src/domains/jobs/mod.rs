@@ -18,6 +18,7 @@ use super::logs;
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::names;
 use crate::core::page::{Page, PageRequest};
 use crate::core::store::{Opening, Store, StoreError, decode};
 use crate::domains::authz::{self, Acl, Capability, Facet, Kind, ObjectMeta, Principal};
@@ -288,10 +289,7 @@ pub fn create_pipeline(
     name: &str,
     now: Timestamp,
 ) -> Result<Pipeline> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(Error::bad_request("name must be 1-200 characters"));
-    }
+    let name = names::display_name(name)?;
     let pipeline = Pipeline {
         id: Id::new(),
         owner: owner.id,
@@ -380,10 +378,7 @@ pub fn update_pipeline(
     let mut pipeline: Pipeline = get(&txn.open_table(PIPELINES)?, id)?
         .ok_or_else(|| Error::not_found("Pipeline not found"))?;
     if let Some(name) = change.name {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(Error::bad_request("name must be 1-200 characters"));
-        }
+        let name = names::display_name(&name)?;
         pipeline.name = name.to_owned();
     }
     let structural = !change.remove_jobs.is_empty() || change.rearrange_jobs.is_some();

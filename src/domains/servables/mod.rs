@@ -20,10 +20,12 @@ pub use manifest::{
 };
 
 use crate::core::clock::Timestamp;
-use crate::core::error::{Error, Problem, Result};
+use crate::core::error::{Cause, Error, Problem, Result};
 use crate::core::id::Id;
+use crate::core::names;
 use crate::core::page::{Page, PageRequest};
 use crate::core::store::{Opening, Store, StoreError, decode, get_record, put_record};
+use crate::core::whole;
 use crate::domains::authz::{
     self, Capability, Caps, Facet, Kind, ObjectMeta, Principal, PrincipalKind,
 };
@@ -142,15 +144,48 @@ impl ServableType {
 /// What a servable's container may use. Sizes in megabytes. Zero means the appliance's default:
 /// `servables.default_cpus` and `servables.default_memory_mb` for `cpu_cores` and `ram`, the
 /// engine's 64 MB for `shm`, no separate limit for `disk`; every container also has the
-/// `servables.pids` process limit.
+/// `servables.pids` process limit. Whole numbers may also be written `42.0` (`core::whole`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Resources {
+    #[schema(minimum = 0)]
     pub cpu_cores: f64,
+    /// 0 (the default), or at least the 6 MB the engine needs.
+    #[serde(deserialize_with = "whole::number")]
+    #[schema(schema_with = ram_schema)]
     pub ram: u64,
+    #[serde(deserialize_with = "whole::number")]
+    #[schema(maximum = 18446744073709551615_u64)]
     pub disk: u64,
+    #[serde(deserialize_with = "whole::number")]
+    #[schema(maximum = 4294967295_u32)]
     pub gpu_count: u32,
+    #[serde(deserialize_with = "whole::number")]
+    #[schema(maximum = 18446744073709551615_u64)]
     pub shm: u64,
+}
+
+/// The least memory limit the engine takes, in MB.
+const MIN_RAM_MB: u64 = 6;
+
+/// `ram` in the OpenAPI document: 0, or from [`MIN_RAM_MB`] up (what [`Resources::validate`]
+/// lets through).
+fn ram_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let whole = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+    };
+    OneOfBuilder::new()
+        .item(whole().enum_values(Some([0])))
+        .item(whole().minimum(Some(MIN_RAM_MB)).maximum(Some(u64::MAX)))
+        .description(Some(
+            "0 (the default), or at least the 6 MB the engine needs",
+        ))
+        .default(Some(serde_json::json!(0)))
+        .build()
+        .into()
 }
 
 impl Resources {
@@ -162,7 +197,7 @@ impl Resources {
                 "must be a non-negative number",
             ));
         }
-        if self.ram > 0 && self.ram < 6 {
+        if self.ram > 0 && self.ram < MIN_RAM_MB {
             problems.push(Problem::new(
                 "resources",
                 "ram",
@@ -590,11 +625,15 @@ pub(crate) fn note_output(
 pub struct NewServable {
     /// The prototype: its id or `name:tag`.
     pub prototype: String,
+    #[schema(schema_with = names::name_schema)]
     pub name: String,
     /// Must equal the prototype's type when given.
     #[serde(default, rename = "type")]
     pub kind: Option<ServableType>,
+    /// What the servable's code reads (`GET /v1/me`); where the prototype's
+    /// `config-capabilities` name capabilities, the object ids they are needed on.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub config: Value,
     #[serde(default)]
     pub resources: Resources,
@@ -608,7 +647,10 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-/// Creates a servable from a prototype the caller holds CREATE on.
+/// Creates a servable from a prototype the caller holds CREATE on. What the request asks that
+/// the prototype does not allow (another type, a config without the ids its
+/// `config-capabilities` ask for, no access control for a type without a proxy) is a conflict
+/// with the prototype: 409 when nothing else is wrong, as the request itself is well formed.
 pub fn create_servable(
     store: &Store,
     caller: &Principal,
@@ -617,14 +659,18 @@ pub fn create_servable(
 ) -> Result<Servable> {
     let prototype = manifest::prototype_for(store, caller, &new.prototype, Capability::Create)?;
     let mut problems = Vec::new();
-    let name = new.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        problems.push(Problem::new("servable", "name", "must be 1-200 characters"));
-    }
+    let mut conflicts = Vec::new();
+    let name = match names::display_name(&new.name) {
+        Ok(name) => name,
+        Err(_) => {
+            problems.push(Problem::new("servable", "name", names::name_rule()));
+            ""
+        }
+    };
     if let Some(kind) = new.kind
         && kind != prototype.kind
     {
-        problems.push(Problem::new(
+        conflicts.push(Problem::new(
             "servable",
             "type",
             format!(
@@ -639,11 +685,11 @@ pub fn create_servable(
     if !new.config.is_object() {
         problems.push(Problem::new("servable", "config", "must be a JSON object"));
     } else {
-        delegation::check_config(&prototype.config_capabilities, &new.config, &mut problems);
+        delegation::check_config(&prototype.config_capabilities, &new.config, &mut conflicts);
     }
     new.resources.validate(&mut problems);
     if new.access_control == Some(false) && !prototype.kind.serves_http() {
-        problems.push(Problem::new(
+        conflicts.push(Problem::new(
             "servable",
             "access_control",
             format!(
@@ -652,6 +698,7 @@ pub fn create_servable(
             ),
         ));
     }
+    problems.extend(conflicts.into_iter().map(|p| p.because(Cause::Conflict)));
     if !problems.is_empty() {
         return Err(Error::Problems(problems));
     }

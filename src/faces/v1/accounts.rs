@@ -11,9 +11,10 @@ use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
 use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -104,16 +105,21 @@ async fn list_keys(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
+    #[schema(schema_with = crate::core::names::name_schema)]
     name: String,
-    /// Days until the key stops working; none for a key that lives until revoked. A key
-    /// cannot expire after 9999-12-31T23:59:59Z (400).
-    #[serde(default)]
+    /// Days until the key stops working (at most 365000, about a thousand years); none for a
+    /// key that lives until revoked. A key cannot expire after 9999-12-31T23:59:59Z (400).
+    #[serde(default, deserialize_with = "crate::core::whole::optional")]
+    #[schema(minimum = 1, maximum = 365000)]
     expires_in_days: Option<u32>,
 }
 
 /// A new API key for the caller; the secret (`key`) is shown once.
 #[utoipa::path(post, path = "/api-keys", tag = "accounts", request_body = NewKey,
-    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses(
+        (status = 201, body = Object),
+        (status = 403, body = ErrorBody, description = "A servable cannot create API keys"),
+    ))]
 async fn create_key(
     State(app): State<App>,
     Auth(principal): Auth,
@@ -143,7 +149,7 @@ async fn create_key(
 
 /// Revokes one of the caller's keys (DELETE on it).
 #[utoipa::path(delete, path = "/api-keys/{id}", tag = "accounts", params(("id" = Id, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_key(
     State(app): State<App>,
     Auth(principal): Auth,
@@ -157,7 +163,11 @@ async fn revoke_key(
 
 /// The Docker engine the appliance runs on.
 #[utoipa::path(get, path = "/engine", tag = "accounts",
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses(
+        (status = 200, body = Object),
+        (status = 502, body = ErrorBody, description = "The Docker engine failed"),
+        (status = 503, body = ErrorBody, description = "The Docker engine does not answer"),
+    ))]
 async fn engine(State(app): State<App>, Auth(_caller): Auth) -> Result<Json<EngineInfo>> {
     Ok(Json(app.engine.info().await?))
 }

@@ -11,9 +11,10 @@ use crate::domains::servables::{self, Instance, InstanceState, Output, ServableT
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
 use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::params::{Path, Query};
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -84,8 +85,10 @@ fn instance_view(app: &App, i: Instance) -> InstanceView {
     responses(
         (status = 201, body = InstanceView, description = "Running, or failed to start (see error)"),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "An instance is already active"),
-        (status = 503, body = ErrorBody, description = "The Docker engine is unavailable"),
+        (status = 409, body = ErrorBody, description = "An instance is already active, or the prototype was deleted"),
+        (status = 400, body = ErrorBody, description = "The Docker engine refused the servable's container (its image or options)"),
+        (status = 502, body = ErrorBody, description = "The Docker engine failed"),
+        (status = 503, body = ErrorBody, description = "The Docker engine does not answer"),
     ))]
 async fn run_servable(
     State(app): State<App>,
@@ -105,7 +108,7 @@ async fn run_servable(
             ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
             ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn servable_instances(
     State(app): State<App>,
     Auth(p): Auth,
@@ -125,7 +128,7 @@ async fn servable_instances(
 /// One instance (READ).
 #[utoipa::path(get, path = "/instances/{id}", tag = "instances",
     params(("id" = Id, Path)),
-    responses((status = 200, body = InstanceView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = InstanceView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_instance(
     State(app): State<App>,
     Auth(p): Auth,
@@ -139,7 +142,11 @@ async fn get_instance(
 /// Deletes an instance (DELETE): stopped first, its container and logs removed.
 #[utoipa::path(delete, path = "/instances/{id}", tag = "instances",
     params(("id" = Id, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody, description = "The Docker engine failed"),
+        (status = 503, body = ErrorBody, description = "The Docker engine does not answer"),
+    ))]
 async fn delete_instance(
     State(app): State<App>,
     Auth(p): Auth,
@@ -153,7 +160,12 @@ async fn delete_instance(
 /// Stops an instance (UPDATE): SIGTERM, then SIGKILL after the stop timeout.
 #[utoipa::path(post, path = "/instances/{id}/stop", tag = "instances",
     params(("id" = Id, Path)),
-    responses((status = 200, body = InstanceView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, body = InstanceView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody, description = "The Docker engine failed"),
+        (status = 503, body = ErrorBody, description = "The Docker engine does not answer"),
+    ))]
 async fn stop_instance(
     State(app): State<App>,
     Auth(p): Auth,
@@ -167,7 +179,13 @@ async fn stop_instance(
 /// Restarts the servable's latest instance (UPDATE), with a fresh API key.
 #[utoipa::path(post, path = "/instances/{id}/restart", tag = "instances",
     params(("id" = Id, Path)),
-    responses((status = 200, body = InstanceView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses(
+        (status = 200, body = InstanceView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "The Docker engine refused the servable's container (its image or options)"),
+        (status = 502, body = ErrorBody, description = "The Docker engine failed"),
+        (status = 503, body = ErrorBody, description = "The Docker engine does not answer"),
+    ))]
 async fn restart_instance(
     State(app): State<App>,
     Auth(p): Auth,
@@ -184,7 +202,7 @@ async fn restart_instance(
     params(("id" = Id, Path), LogQuery),
     responses(
         (status = 200, description = "The lines as a JSON array of `{\"id\", \"instance\", \"logline\"}`, or text/event-stream with follow"),
-        (status = 404, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     ))]
 async fn instance_logs(
     State(app): State<App>,

@@ -10,10 +10,11 @@ use crate::faces::auth::Auth;
 use crate::faces::download::result_zip;
 use crate::faces::errors::parse_id;
 use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::params::{Path, Query};
 use crate::faces::state::App;
 use crate::faces::views;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
@@ -63,7 +64,7 @@ async fn list(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Res
 
 /// One job (READ).
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = Id, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn one(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Value>> {
     let id = parse_id(&id, "Job")?;
     let job = jobs::job_for(&app.store, &p, None, id, Capability::Read)?;
@@ -72,7 +73,12 @@ async fn one(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -> R
 
 /// Kills a queued or running job (UPDATE).
 #[utoipa::path(post, path = "/jobs/{id}/kill", tag = "jobs", params(("id" = Id, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses(
+        (status = 200, body = Object), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 502, body = ErrorBody, description = "The Docker engine failed"),
+        (status = 503, body = ErrorBody, description = "The Docker engine does not answer"),
+    ))]
 async fn kill_one(
     State(app): State<App>,
     Auth(p): Auth,
@@ -86,7 +92,10 @@ async fn kill_one(
 
 /// The job's outbox as a zip, once it has ended (READ).
 #[utoipa::path(get, path = "/jobs/{id}/result", tag = "jobs", params(("id" = Id, Path)),
-    responses((status = 200, content_type = "application/zip"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses(
+        (status = 200, content_type = "application/zip"), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+    ))]
 async fn result(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -> Result<Response> {
     let id = parse_id(&id, "Job")?;
     let job = jobs::job_for(&app.store, &p, None, id, Capability::Read)?;
@@ -98,7 +107,7 @@ async fn result(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -
 #[utoipa::path(get, path = "/jobs/{id}/logs", tag = "jobs", params(("id" = Id, Path), LogQuery),
     responses(
         (status = 200, description = "The lines as a JSON array of `{\"id\", \"job\", \"logline\"}`, or text/event-stream with follow"),
-        (status = 404, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     ))]
 async fn logs(
     State(app): State<App>,

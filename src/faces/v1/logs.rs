@@ -18,13 +18,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use utoipa::IntoParams;
 
+/// The query of a log request (parsed by `faces::params::Query`: a malformed `after` is the /v1
+/// 400, which the document states with the number's bounds).
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
-    /// Only lines after this log id.
+    /// Only lines after this log id (a whole number; 0 when absent: from the first line).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 18446744073709551615_u64)]
     after: u64,
-    /// `1`: stream until the end, as server-sent events.
+    /// Any value but `0`, `false` or `no`: stream until the end, as server-sent events.
     #[serde(default)]
+    #[param(nullable = false)]
     follow: Option<String>,
 }
 

@@ -10,9 +10,10 @@ use crate::domains::{accounts, servables, trusts};
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
+use crate::faces::params::{Path, Query};
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -150,6 +151,8 @@ async fn access_list(
 pub struct GrantRequest {
     /// A user (id or login), servable or trust id, or `everyone`.
     principal: String,
+    /// At least one.
+    #[schema(min_items = 1)]
     capabilities: Vec<Capability>,
 }
 
@@ -178,14 +181,20 @@ async fn grant(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevokeQuery {
-    /// Comma-separated capabilities to take away; when absent, all that the caller holds itself.
+    /// Comma-separated capabilities to take away (their names exactly, no spaces); when absent,
+    /// all that the caller holds itself.
+    #[param(
+        nullable = false,
+        pattern = r"^(DISCOVER|CREATE|READ|UPDATE|DELETE|MANAGE|REQUEST)(,(DISCOVER|CREATE|READ|UPDATE|DELETE|MANAGE|REQUEST))*$"
+    )]
     capabilities: Option<String>,
 }
 
 /// Revokes capabilities of a principal on the object (MANAGE).
 #[utoipa::path(delete, path = "/objects/{id}/access/{principal}", tag = "access",
-    params(("id" = Id, Path), ("principal" = String, Path, description = "Id, login or everyone"), RevokeQuery),
+    params(("id" = Id, Path), ("principal" = String, Path, description = "A user (id or login), servable or trust id, or `everyone`"), RevokeQuery),
     responses((status = 200, body = AccessList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke(
     State(app): State<App>,
@@ -196,19 +205,20 @@ async fn revoke(
     let id = parse_id(&id, "Object")?;
     authz::managed(&app.store, &p, id)?;
     let principal = accounts::principal_named(&app.store, &p, &principal)?;
-    let caps =
-        match q.capabilities.as_deref() {
-            None | Some("") => authz::revocable(&app.store, &p, id)?,
-            Some(list) => {
-                let mut caps = Vec::new();
-                for name in list.split(',') {
-                    caps.push(Capability::parse(name.trim()).ok_or_else(|| {
-                        Error::bad_request(format!("{name:?} is not a capability"))
-                    })?);
-                }
-                Caps::of(&caps)
+    let caps = match q.capabilities.as_deref() {
+        None => authz::revocable(&app.store, &p, id)?,
+        Some(list) => {
+            // Names exactly as the document's pattern has them: an empty value, a space or an
+            // empty item is no capability.
+            let mut caps = Vec::new();
+            for name in list.split(',') {
+                caps.push(Capability::parse(name).ok_or_else(|| {
+                    Error::bad_request(format!("capabilities: {name:?} is not a capability"))
+                })?);
             }
-        };
+            Caps::of(&caps)
+        }
+    };
     let meta = app
         .blocking(move |app| authz::revoke_by(&app.store, &p, id, principal, caps))
         .await?;

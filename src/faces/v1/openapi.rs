@@ -10,8 +10,11 @@ use crate::faces::state::App;
 use axum::Router;
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{InfoBuilder, OpenApi, SecurityRequirement, ServerBuilder};
+use utoipa::openapi::{
+    Content, InfoBuilder, OpenApi, Ref, ResponseBuilder, SecurityRequirement, ServerBuilder,
+};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub const DOC_PATH: &str = "/v1/doc";
@@ -71,7 +74,60 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         SecurityRequirement::new("bearer", Vec::<String>::new()),
         SecurityRequirement::new("session", Vec::<String>::new()),
     ]);
+    for item in api.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_common_statuses(operation);
+        }
+    }
     api
+}
+
+/// The statuses a /v1 route answers by the way its request is read, added to every operation
+/// here so that no route's annotation can leave them out: 401, as every /v1 route
+/// authenticates (`faces::auth::Auth`); 400 when it reads parameters or a body
+/// (`faces::params`, `faces::listing::ListQuery`, `faces::body::JsonBody`); 413 when it reads a
+/// body (the router's body limit); 500, the appliance's own failure. A status the route's
+/// annotation states already keeps its description.
+fn add_common_statuses(operation: &mut Operation) {
+    let reads_input = operation.parameters.as_ref().is_some_and(|p| !p.is_empty())
+        || operation.request_body.is_some();
+    let mut statuses = vec![("401", "No credentials, or ones that are invalid or expired")];
+    if reads_input {
+        statuses.push((
+            "400",
+            "Malformed: a parameter, the path or the body breaks the rules stated here \
+             (`error.message` says which)",
+        ));
+    }
+    if operation.request_body.is_some() {
+        statuses.push(("413", "The body is over the size limit"));
+    }
+    statuses.push(("500", "The appliance failed (see its log)"));
+    for (status, description) in statuses {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                    )
+                    .build()
+                    .into()
+            });
+    }
 }
 
 /// The document as served (for `dtaas openapi` and the drift test).

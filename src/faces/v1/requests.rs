@@ -9,9 +9,10 @@ use crate::domains::servables::delegation::{self, DelegationRequest, DelegationS
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
 use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -58,7 +59,7 @@ async fn list_requests(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> R
 
 /// One delegation request (READ): a servable learns the outcome of its own here.
 #[utoipa::path(get, path = "/delegation-requests/{id}", tag = "delegation", params(("id" = Id, Path)),
-    responses((status = 200, body = DelegationRequest), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DelegationRequest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_request(
     State(app): State<App>,
     Auth(p): Auth,
@@ -96,7 +97,7 @@ async fn grant_request(
 
 /// Refuses a pending request (UPDATE on the request).
 #[utoipa::path(post, path = "/delegation-requests/{id}/refuse", tag = "delegation", params(("id" = Id, Path)),
-    responses((status = 200, body = DelegationRequest), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = DelegationRequest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn refuse_request(
     State(app): State<App>,
     Auth(p): Auth,

@@ -10,9 +10,10 @@ use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
 use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
@@ -150,7 +151,9 @@ async fn list_servables(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> 
     responses(
         (status = 201, body = ServableView),
         (status = 400, body = ErrorBody, description = "Problems, listed in error.details"),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "No CREATE on the prototype"),
+        (status = 404, body = ErrorBody, description = "No such prototype"),
+        (status = 409, body = ErrorBody, description = "Problems, listed in error.details, each a conflict with the prototype"),
     ))]
 async fn create_servable(
     State(app): State<App>,
@@ -166,7 +169,7 @@ async fn create_servable(
 /// One servable (READ).
 #[utoipa::path(get, path = "/servables/{id}", tag = "servables",
     params(("id" = Id, Path)),
-    responses((status = 200, body = ServableView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ServableView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_servable(
     State(app): State<App>,
     Auth(p): Auth,
@@ -180,7 +183,11 @@ async fn get_servable(
 /// Deletes a servable (DELETE): its instances are stopped and removed, its volume too.
 #[utoipa::path(delete, path = "/servables/{id}", tag = "servables",
     params(("id" = Id, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody, description = "The Docker engine failed"),
+        (status = 503, body = ErrorBody, description = "The Docker engine does not answer"),
+    ))]
 async fn delete_servable(
     State(app): State<App>,
     Auth(p): Auth,

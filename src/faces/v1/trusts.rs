@@ -11,9 +11,10 @@ use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
 use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -98,12 +99,13 @@ async fn list_trusts(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Res
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTrust {
+    #[schema(schema_with = crate::core::names::name_schema)]
     name: String,
 }
 
 /// Creates a trust; the caller becomes its first trustee.
 #[utoipa::path(post, path = "/trusts", tag = "trusts", request_body = NewTrust,
-    responses((status = 201, body = TrustOut), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = TrustOut)))]
 async fn create_trust(
     State(app): State<App>,
     Auth(p): Auth,
@@ -117,7 +119,7 @@ async fn create_trust(
 
 /// One trust with its trustees, members and objects (READ).
 #[utoipa::path(get, path = "/trusts/{id}", tag = "trusts", params(("id" = Id, Path)),
-    responses((status = 200, body = TrustOut), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TrustOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_trust(
     State(app): State<App>,
     Auth(p): Auth,
@@ -172,8 +174,12 @@ async fn add_member(
 
 /// Removes a member or trustee (MANAGE on the trust); the last trustee stays.
 #[utoipa::path(delete, path = "/trusts/{id}/members/{principal}", tag = "trusts",
-    params(("id" = Id, Path), ("principal" = String, Path)),
-    responses((status = 200, body = TrustOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("id" = Id, Path), ("principal" = String, Path, description = "A user (id or login) or servable id")),
+    responses(
+        (status = 200, body = TrustOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The last trustee stays"),
+    ))]
 async fn remove_member(
     State(app): State<App>,
     Auth(p): Auth,
@@ -212,7 +218,11 @@ async fn add_object(
 /// Takes an object out of the trust (MANAGE on the trust).
 #[utoipa::path(delete, path = "/trusts/{id}/objects/{object}", tag = "trusts",
     params(("id" = Id, Path), ("object" = Id, Path)),
-    responses((status = 200, body = TrustOut), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, body = TrustOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "A trust holds itself for good"),
+    ))]
 async fn remove_object(
     State(app): State<App>,
     Auth(p): Auth,

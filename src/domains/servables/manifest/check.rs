@@ -8,6 +8,7 @@
 
 use super::parse::{Entry, Typed, capability_list};
 use crate::core::error::Problem;
+use crate::core::whole;
 use crate::domains::registry::names;
 use crate::domains::servables::ServableType;
 use serde_json::{Map, Value};
@@ -83,7 +84,8 @@ fn check_daemon_arguments(key: &str, arguments: &Map<String, Value>, problems: &
         )),
     }
     match size {
-        Some(v) if v.as_u64().is_some_and(|n| n > 0) => {}
+        // A whole number as JSON Schema reads one: `5` or `5.0`.
+        Some(v) if whole::number::<_, u64>(v).is_ok_and(|n| n > 0) => {}
         Some(v) => problems.push(Problem::new(
             key,
             "arguments.volume_size",
@@ -386,6 +388,11 @@ mod tests {
         for size in [json!(0), json!(-5), json!(1.5), json!("1"), json!(null)] {
             let d = daemon(json!({"volume_location": "/data", "volume_size": size.clone()}));
             assert_eq!(fields("d", d), on("d", "arguments.volume_size"), "{size}");
+        }
+        // A whole number is one however it is written (JSON Schema's `integer`).
+        for size in [json!(5), json!(5.0)] {
+            let d = daemon(json!({"volume_location": "/data", "volume_size": size.clone()}));
+            assert_eq!(fields("d", d), vec![], "{size}");
         }
         // A location without a size.
         let found = problems(json!({"d": daemon(json!({"volume_location": "/data"}))}));

@@ -19,6 +19,7 @@ use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::core::page::{Page, PageRequest};
 use crate::core::store::{Opening, Store, StoreError, decode, get_record, put_record};
+use crate::core::whole;
 use crate::domains::authz::{self, Capability, Facet, Kind, Principal};
 use parse::{Entry, Parsed};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -84,7 +85,7 @@ impl Prototype {
             return None;
         }
         let location = self.arguments.get("volume_location")?.as_str()?.to_owned();
-        let size = self.arguments.get("volume_size")?.as_u64()?;
+        let size = whole::number(self.arguments.get("volume_size")?).ok()?;
         Some((location, size))
     }
 }

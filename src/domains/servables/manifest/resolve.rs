@@ -4,11 +4,14 @@
 //! Each reference in `dependencies` and `capabilities` names a prototype of the manifest or an
 //! existing prototype the caller can see (by id or `name:tag`); each image is in the registry
 //! and readable by the caller; no `name:tag` is registered already. A store error ends the
-//! registration; everything else is a problem.
+//! registration; everything else is a problem, with its cause: what is not found is
+//! [`Cause::Missing`], an image the caller may not read [`Cause::Forbidden`], a `name:tag`
+//! taken [`Cause::Conflict`] (a manifest with only such problems is well formed: it is
+//! answered 404, 403 or 409, not 400).
 
 use super::parse::Entry;
 use super::{PROTOTYPE_NAMES, PROTOTYPES};
-use crate::core::error::{Error, Problem, Result};
+use crate::core::error::{Cause, Error, Problem, Result};
 use crate::core::id::Id;
 use crate::core::store::Store;
 use crate::domains::accounts;
@@ -79,13 +82,16 @@ pub(super) fn resolve(
                 Some(id) => {
                     resolved.ids.insert(reference.clone(), id);
                 }
-                None => problems.push(Problem::new(
-                    key,
-                    &field,
-                    format!(
-                        "{reference:?} is neither a prototype in this manifest nor an existing prototype id you can see"
-                    ),
-                )),
+                None => problems.push(
+                    Problem::new(
+                        key,
+                        &field,
+                        format!(
+                            "{reference:?} is neither a prototype in this manifest nor an existing prototype id you can see"
+                        ),
+                    )
+                    .because(Cause::Missing),
+                ),
             }
         }
         // The image, once name and tag are sound (else their problems say enough).
@@ -95,27 +101,33 @@ pub(super) fn resolve(
         {
             let reference = format!("{key}:{tag}");
             if existing.registered(&reference)? {
-                problems.push(Problem {
-                    conflict: true,
-                    ..Problem::new(key, "tag", format!("{reference} is already registered"))
-                });
+                problems.push(
+                    Problem::new(key, "tag", format!("{reference} is already registered"))
+                        .because(Cause::Conflict),
+                );
             }
             match image(store, caller, key, tag)? {
                 Image::Readable(repository) => {
                     resolved.repositories.insert(key.to_owned(), repository);
                 }
-                Image::Unreadable => problems.push(Problem::new(
-                    key,
-                    "tag",
-                    format!("you lack READ on the image {reference} in the registry"),
-                )),
-                Image::Missing => problems.push(Problem::new(
-                    key,
-                    "tag",
-                    format!(
-                        "the image {reference} is not in the registry (push it first, e.g. docker push <host>/{reference})"
-                    ),
-                )),
+                Image::Unreadable => problems.push(
+                    Problem::new(
+                        key,
+                        "tag",
+                        format!("you lack READ on the image {reference} in the registry"),
+                    )
+                    .because(Cause::Forbidden),
+                ),
+                Image::Missing => problems.push(
+                    Problem::new(
+                        key,
+                        "tag",
+                        format!(
+                            "the image {reference} is not in the registry (push it first, e.g. docker push <host>/{reference})"
+                        ),
+                    )
+                    .because(Cause::Missing),
+                ),
             }
         }
     }
