@@ -8,7 +8,6 @@
 use super::state::App;
 use crate::core::error::{Error, Result};
 use crate::core::page::{Page, PageRequest};
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
@@ -137,12 +136,6 @@ impl ListQuery {
         }
     }
 
-    /// The answer to a page: its items as a JSON array, and where the next page is.
-    pub fn respond<T: Serialize>(&self, page: Page<T>) -> Response {
-        let next = page.next_cursor();
-        self.with_next(next, Json(page.items).into_response())
-    }
-
     /// `response` with the headers that lead to the next page, when there is one.
     fn with_next(&self, next: Option<String>, mut response: Response) -> Response {
         if let Some(cursor) = next {
@@ -179,17 +172,48 @@ fn form_urlencoded_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) ->
     serde_urlencoded::to_string(pairs).unwrap_or_default()
 }
 
-/// Reads one page on the blocking pool (a list reads many rows: never on an async worker).
-pub async fn read_page<T, F>(app: &App, fetch: F) -> Result<Page<T>>
+/// A page of a /v1 list: read with `fetch`, each item made into its view with `view`, and
+/// serialized as a JSON array, all on the blocking pool. A list reads many rows, and a large
+/// page's views and JSON cost milliseconds: none of it runs on an async worker, where it would
+/// hold up every other request (`/healthz` among them).
+pub async fn page_response<T, V, F, M>(
+    app: &App,
+    q: &ListQuery,
+    fetch: F,
+    view: M,
+) -> Result<Response>
 where
     F: FnOnce(&App) -> Result<Page<T>> + Send + 'static,
+    M: Fn(&App, T) -> V + Send + 'static,
+    V: Serialize,
     T: Send + 'static,
 {
-    app.blocking(fetch).await
+    let (body, next) = app
+        .blocking(move |app| {
+            let page = fetch(app)?;
+            let next = page.next_cursor();
+            let items: Vec<V> = page.items.into_iter().map(|t| view(app, t)).collect();
+            let body = serde_json::to_vec(&items)
+                .map_err(|e| Error::internal(format!("serializing a page: {e}")))?;
+            Ok((body, next))
+        })
+        .await?;
+    Ok(q.with_next(next, json_bytes(body)))
+}
+
+/// A response of JSON already serialized.
+fn json_bytes(body: Vec<u8>) -> Response {
+    let mut response = Body::from(body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// kabuto's collection `{"<id>": {...}, ...}`: one page of it when the client sends `limit` or
-/// `cursor` (with the headers of [`ListQuery::respond`]), else every item, streamed.
+/// `cursor` (with the headers of [`page_response`]), else every item, streamed. Pages are read
+/// and serialized on the blocking pool.
 pub async fn keyed_list<T, F>(
     app: &App,
     q: &ListQuery,
@@ -204,10 +228,16 @@ where
         return stream_keyed(app, Arc::new(fetch), entry).await;
     }
     let request = q.page()?;
-    let page = app.blocking(move |app| fetch(app, request)).await?;
-    let next = page.next_cursor();
-    let body: serde_json::Map<String, serde_json::Value> = page.items.iter().map(entry).collect();
-    Ok(q.with_next(next, Json(body).into_response()))
+    let (body, next) = app
+        .blocking(move |app| {
+            let page = fetch(app, request)?;
+            Ok((
+                keyed_chunk(&page.items, entry, true, true),
+                page.next_cursor(),
+            ))
+        })
+        .await?;
+    Ok(q.with_next(next, json_bytes(body)))
 }
 
 /// What a streamed list reads: the page after a position.
@@ -221,27 +251,40 @@ pub async fn stream_keyed<T: Send + 'static>(
     fetch: Fetch<T>,
     entry: fn(&T) -> (String, serde_json::Value),
 ) -> Result<Response> {
+    // One chunk: the page's entries serialized, and the position after it (None at the end).
+    let chunk = move |app: &App, request: PageRequest, first: bool| -> Result<Chunk> {
+        let page = fetch(app, request)?;
+        let last = page.next.is_none();
+        let bytes = keyed_chunk(&page.items, entry, first, last);
+        Ok((Bytes::from(bytes), page.next))
+    };
+    let chunk = Arc::new(chunk);
     let first = {
-        let fetch = fetch.clone();
-        app.blocking(move |app| fetch(app, PageRequest::first(STREAM_PAGE)))
+        let chunk = chunk.clone();
+        app.blocking(move |app| chunk(app, PageRequest::first(STREAM_PAGE), true))
             .await?
     };
-    enum State<T> {
-        Page(Page<T>, bool),
-        Next(PageRequest),
+    enum State {
+        Ready(Chunk),
+        Next(crate::core::id::Id),
         Done,
     }
     let app = app.clone();
-    let chunks = stream::unfold(State::Page(first, true), move |state| {
+    let chunks = stream::unfold(State::Ready(first), move |state| {
         let app = app.clone();
-        let fetch = fetch.clone();
+        let chunk = chunk.clone();
         async move {
-            let (page, first) = match state {
+            let (bytes, after) = match state {
                 State::Done => return None,
-                State::Page(page, first) => (page, first),
-                State::Next(request) => {
-                    match app.blocking(move |app| fetch(app, request)).await {
-                        Ok(page) => (page, false),
+                State::Ready(ready) => ready,
+                // Read (and serialize) the next page once the client has taken the one before.
+                State::Next(after) => {
+                    let request = PageRequest {
+                        after: Some(after),
+                        limit: STREAM_PAGE,
+                    };
+                    match app.blocking(move |app| chunk(app, request, false)).await {
+                        Ok(ready) => ready,
                         Err(e) => {
                             // The status is sent: all that is left is to cut the body short.
                             tracing::warn!("streaming a list: {e}");
@@ -251,16 +294,8 @@ pub async fn stream_keyed<T: Send + 'static>(
                     }
                 }
             };
-            let next = match page.next {
-                Some(after) => State::Next(PageRequest {
-                    after: Some(after),
-                    limit: STREAM_PAGE,
-                }),
-                None => State::Done,
-            };
-            let last = matches!(next, State::Done);
-            let chunk = keyed_chunk(&page.items, entry, first, last);
-            Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), next))
+            let next = after.map_or(State::Done, State::Next);
+            Some((Ok::<_, std::io::Error>(bytes), next))
         }
     });
     let mut response = Body::from_stream(chunks).into_response();
@@ -270,6 +305,9 @@ pub async fn stream_keyed<T: Send + 'static>(
     );
     Ok(response)
 }
+
+/// A serialized chunk of a streamed list, and the position after its last item when more follow.
+type Chunk = (Bytes, Option<crate::core::id::Id>);
 
 /// One chunk of `{"k": v, ...}`: `{` before the first, `,` between entries, `}` after the last.
 fn keyed_chunk<T>(

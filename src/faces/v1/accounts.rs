@@ -10,7 +10,7 @@ use crate::engine::EngineInfo;
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
-use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
@@ -95,11 +95,13 @@ async fn list_keys(
     q: ListQuery,
 ) -> Result<Response> {
     let page = q.page()?;
-    let keys = read_page(&app, move |app| {
-        accounts::list_api_keys(&app.store, principal.id, page)
-    })
-    .await?;
-    Ok(q.respond(keys.map(KeyView::from)))
+    page_response(
+        &app,
+        &q,
+        move |app| accounts::list_api_keys(&app.store, principal.id, page),
+        |_, key| KeyView::from(key),
+    )
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -10,7 +10,7 @@ use crate::domains::authz::Capability;
 use crate::domains::servables::{self, Instance, InstanceState, Output, ServableType};
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
-use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::{Path, Query};
 use crate::faces::state::App;
 use axum::Json;
@@ -117,12 +117,16 @@ async fn servable_instances(
 ) -> Result<Response> {
     let id = parse_id(&id, "Servable")?;
     let page = q.page()?;
-    let list = read_page(&app, move |app| {
-        servables::servable_for(&app.store, &p, id, Capability::Read)?;
-        servables::list_instances(&app.store, &p, id, page)
-    })
-    .await?;
-    Ok(q.respond(list.map(|i| instance_view(&app, i))))
+    page_response(
+        &app,
+        &q,
+        move |app| {
+            servables::servable_for(&app.store, &p, id, Capability::Read)?;
+            servables::list_instances(&app.store, &p, id, page)
+        },
+        instance_view,
+    )
+    .await
 }
 
 /// One instance (READ).

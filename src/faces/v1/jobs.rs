@@ -9,7 +9,7 @@ use crate::domains::jobs::{self, JobFilter, JobState};
 use crate::faces::auth::Auth;
 use crate::faces::download::result_zip;
 use crate::faces::errors::parse_id;
-use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::{Path, Query};
 use crate::faces::state::App;
 use crate::faces::views;
@@ -55,11 +55,13 @@ async fn list(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Res
         pipeline: q.id("pipeline")?,
     };
     let page = q.page()?;
-    let list = read_page(&app, move |app| {
-        jobs::list_jobs(&app.store, &p, filter, page)
-    })
-    .await?;
-    Ok(q.respond(list.map(|j| views::job(&j))))
+    page_response(
+        &app,
+        &q,
+        move |app| jobs::list_jobs(&app.store, &p, filter, page),
+        |_, j| views::job(&j),
+    )
+    .await
 }
 
 /// One job (READ).

@@ -9,7 +9,7 @@ use crate::domains::authz::Capability;
 use crate::domains::servables::{self, Prototype, ServableType, manifest};
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
-use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
@@ -123,11 +123,13 @@ pub struct PrototypeQuery {
 async fn list_prototypes(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Response> {
     let kind = q.choice("type", &ServableType::ALL, ServableType::as_str)?;
     let page = q.page()?;
-    let list = read_page(&app, move |app| {
-        servables::list_prototypes(&app.store, &p, kind, page)
-    })
-    .await?;
-    Ok(q.respond(list.map(PrototypeView::from)))
+    page_response(
+        &app,
+        &q,
+        move |app| servables::list_prototypes(&app.store, &p, kind, page),
+        |_, prototype| PrototypeView::from(prototype),
+    )
+    .await
 }
 
 /// Registers every prototype of a project manifest (the content of `MANIFEST` or

@@ -8,7 +8,7 @@ use crate::domains::authz::Principal;
 use crate::domains::servables::delegation::{self, DelegationRequest, DelegationState};
 use crate::faces::auth::Auth;
 use crate::faces::errors::parse_id;
-use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
@@ -50,11 +50,13 @@ async fn list_requests(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> R
     let servable = q.id("servable")?;
     let state = q.choice("state", &DelegationState::ALL, DelegationState::as_str)?;
     let page = q.page()?;
-    let list = read_page(&app, move |app| {
-        delegation::list_requests(&app.store, &p, servable, state, page)
-    })
-    .await?;
-    Ok(q.respond(list))
+    page_response(
+        &app,
+        &q,
+        move |app| delegation::list_requests(&app.store, &p, servable, state, page),
+        |_, request| request,
+    )
+    .await
 }
 
 /// One delegation request (READ): a servable learns the outcome of its own here.

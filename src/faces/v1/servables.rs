@@ -9,7 +9,7 @@ use crate::domains::servables::{self, NewServable, Resources, Servable, Servable
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
-use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
@@ -65,20 +65,31 @@ pub(super) fn urls(app: &App, kind: ServableType, id: Id) -> (Option<String>, Op
     if !kind.serves_http() {
         return (None, None);
     }
-    let addr = app.local_addr();
+    let (host, path) = proxy_urls(
+        app.config.tls_enabled(),
+        app.local_addr(),
+        &app.config.servables.apps_domain,
+        id,
+    );
+    (Some(host), Some(path))
+}
+
+/// The host form and the path form of an app's address behind a listener at `addr`: https
+/// when the listener speaks TLS, the port left out when it is the scheme's own.
+fn proxy_urls(tls: bool, addr: std::net::SocketAddr, domain: &str, id: Id) -> (String, String) {
+    let (scheme, default_port) = if tls { ("https", 443) } else { ("http", 80) };
     let port = match addr.port() {
-        80 => String::new(),
+        p if p == default_port => String::new(),
         p => format!(":{p}"),
     };
-    let domain = &app.config.servables.apps_domain;
-    let host = if addr.ip().is_unspecified() {
-        "localhost".to_owned()
-    } else {
-        addr.ip().to_string()
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
     };
     (
-        Some(format!("http://{id}.{domain}{port}/")),
-        Some(format!("http://{host}{port}/apps/{id}/")),
+        format!("{scheme}://{id}.{domain}{port}/"),
+        format!("{scheme}://{host}{port}/apps/{id}/"),
     )
 }
 
@@ -139,11 +150,13 @@ async fn list_servables(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> 
     let kind = q.choice("type", &ServableType::ALL, ServableType::as_str)?;
     let prototype = q.id("prototype")?;
     let page = q.page()?;
-    let list = read_page(&app, move |app| {
-        servables::list_servables(&app.store, &p, kind, prototype, page)
-    })
-    .await?;
-    Ok(q.respond(list.map(|s| servable_view(&app, s))))
+    page_response(
+        &app,
+        &q,
+        move |app| servables::list_servables(&app.store, &p, kind, prototype, page),
+        servable_view,
+    )
+    .await
 }
 
 /// Creates a servable from a prototype (CREATE on the prototype).
@@ -196,4 +209,38 @@ async fn delete_servable(
     let id = parse_id(&id, "Servable")?;
     app.instances.delete_servable(&p, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxy_urls;
+    use crate::core::id::Id;
+
+    #[test]
+    fn app_urls_follow_the_listeners_scheme_and_port() {
+        let id = Id::new();
+        let at = |a: &str| a.parse().unwrap();
+        assert_eq!(
+            proxy_urls(false, at("127.0.0.1:5000"), "apps.localhost", id),
+            (
+                format!("http://{id}.apps.localhost:5000/"),
+                format!("http://127.0.0.1:5000/apps/{id}/")
+            )
+        );
+        assert_eq!(
+            proxy_urls(true, at("0.0.0.0:443"), "apps.example.org", id),
+            (
+                format!("https://{id}.apps.example.org/"),
+                format!("https://localhost/apps/{id}/")
+            )
+        );
+        assert_eq!(
+            proxy_urls(true, at("10.0.0.2:80"), "apps.example.org", id).1,
+            format!("https://10.0.0.2:80/apps/{id}/")
+        );
+        assert_eq!(
+            proxy_urls(false, at("[::1]:80"), "apps.example.org", id).1,
+            format!("http://[::1]/apps/{id}/")
+        );
+    }
 }

@@ -10,7 +10,7 @@ use crate::domains::trusts::{self, Trust, TrustView};
 use crate::faces::auth::Auth;
 use crate::faces::body::JsonBody;
 use crate::faces::errors::parse_id;
-use crate::faces::listing::{ListQuery, PageParams, read_page};
+use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::Path;
 use crate::faces::state::App;
 use axum::Json;
@@ -92,8 +92,13 @@ impl From<Trust> for TrustSummary {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_trusts(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Response> {
     let page = q.page()?;
-    let list = read_page(&app, move |app| trusts::list_trusts(&app.store, &p, page)).await?;
-    Ok(q.respond(list.map(TrustSummary::from)))
+    page_response(
+        &app,
+        &q,
+        move |app| trusts::list_trusts(&app.store, &p, page),
+        |_, trust| TrustSummary::from(trust),
+    )
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]
