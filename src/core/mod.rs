@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod id;
+pub mod metrics;
 pub mod names;
 pub mod page;
 pub mod secrets;

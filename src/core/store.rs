@@ -19,7 +19,8 @@ use std::sync::Arc;
 /// or value type changes, or a table is added that must be filled from the others.
 ///
 /// 2: the list index (`authz`), filled from the objects, grants and records of version 1.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: counts of the list index by kind, state and type (`authz`), for `/metrics`.
+pub const SCHEMA_VERSION: u64 = 3;
 
 pub const DB_FILE: &str = "dtaas.redb";
 

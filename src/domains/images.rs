@@ -87,6 +87,16 @@ pub enum BuildState {
 }
 
 impl BuildState {
+    /// Its name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildState::Pending => "pending",
+            BuildState::Success => "success",
+            BuildState::Failed => "failed",
+            BuildState::Failure => "failure",
+        }
+    }
+
     /// Its number in the list index (stable: never reuse one).
     fn code(self) -> u8 {
         match self {

@@ -111,20 +111,26 @@ mod tests {
                 ids(jobs::list_jobs(store, &owner, running, page).unwrap()),
                 jobs::running_jobs(store).unwrap().len(),
                 images::pending_builds(store).unwrap().len(),
+                jobs::count_by_state(store).unwrap(),
             )
         };
         let before = lists(&store);
         assert_eq!(before.0.len(), 5);
         assert_eq!(before.1, vec![made[1].id, made[3].id]);
         assert_eq!((before.2, before.3), (2, 1));
+        let count = |state| before.4.iter().find(|(s, _)| *s == state).unwrap().1;
+        assert_eq!((count(JobState::Ready), count(JobState::Running)), (3, 2));
+        assert_eq!(count(JobState::Done), 0);
 
         // Back to schema 1: no index tables.
         {
             let txn = store.write().unwrap();
             let list = redb::TableDefinition::<(u128, u8, u8, u128, u128), ()>::new("list_index");
             let facets = redb::TableDefinition::<(u128, u8), u128>::new("object_facets");
+            let counts = redb::TableDefinition::<(u8, u8, u128), u64>::new("list_counts");
             assert!(txn.delete_table(list).unwrap());
             assert!(txn.delete_table(facets).unwrap());
+            assert!(txn.delete_table(counts).unwrap());
             txn.commit().unwrap();
         }
         store.set_schema_version(1).unwrap();
@@ -133,5 +139,16 @@ mod tests {
         let store = open_store(dir.path()).unwrap();
         assert_eq!(store.schema_version().unwrap(), store::SCHEMA_VERSION);
         assert_eq!(lists(&store), before);
+
+        // The counts follow every change of state, and deletions.
+        for job in &made {
+            jobs::update_job(&store, job.id, |j| j.state = JobState::Done).unwrap();
+        }
+        let counts = jobs::count_by_state(&store).unwrap();
+        assert!(counts.contains(&(JobState::Done, 5)), "{counts:?}");
+        assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 5);
+        jobs::delete_pipeline(&store, &owner, pipeline.id).unwrap();
+        let counts = jobs::count_by_state(&store).unwrap();
+        assert!(counts.iter().all(|c| c.1 == 0), "{counts:?}");
     }
 }

@@ -19,6 +19,7 @@ use crate::core::config::ImagesConfig;
 use crate::core::error::{Error, Result};
 use crate::core::fs::RemoveDirOnDrop;
 use crate::core::id::Id;
+use crate::core::metrics::Metrics;
 use crate::core::store::Store;
 use crate::core::tasks::Tasks;
 use crate::domains::accounts;
@@ -57,6 +58,7 @@ pub struct Builder {
     registry: Arc<RegistrySync>,
     slots: Semaphore,
     tasks: Tasks,
+    metrics: Arc<Metrics>,
 }
 
 impl Builder {
@@ -71,6 +73,7 @@ impl Builder {
         installation: Id,
         registry: Arc<RegistrySync>,
         tasks: Tasks,
+        metrics: Arc<Metrics>,
     ) -> Builder {
         Builder {
             slots: Semaphore::new(config.max_parallel_builds as usize),
@@ -83,6 +86,7 @@ impl Builder {
             installation,
             registry,
             tasks,
+            metrics,
         }
     }
 
@@ -132,6 +136,7 @@ impl Builder {
                 return;
             }
         };
+        let started = std::time::Instant::now();
         let mut output = String::new();
         let mut outcome = self.build_image(&image, &build, &mut output).await;
         let mut repository = None;
@@ -165,6 +170,8 @@ impl Builder {
         build.output = output;
         build.finished = Some(self.clock.now());
         tracing::info!(build = %build.id, image = %image.id, state = ?build.state, "build finished");
+        self.metrics
+            .build_finished(build.state.as_str(), started.elapsed());
         if let Err(e) = finish_build(&self.store, &build, built) {
             tracing::error!(build = %build.id, "cannot record the build's end: {e}");
         }

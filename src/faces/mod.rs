@@ -9,6 +9,7 @@
 //! | registry | `/v2/...` | [`v2`] | `{"errors": [{"code", "message", "detail"}]}` |
 //! | app proxy | `<servable id>.<apps-domain>`, `/apps/<id>/` | [`proxy`] | /v1's |
 //! | health | `/healthz`, `/readyz` | [`health`] | kabuto's |
+//! | metrics (admins) | `/metrics` | [`metrics`] | kabuto's |
 //! | admin socket | `<data>/admin.sock` | [`admin`] | one JSON line |
 //!
 //! [`router`] builds every HTTP face and layer over one [`App`] state.
@@ -22,6 +23,7 @@ pub mod errors;
 pub mod health;
 pub mod kabuto;
 pub mod listing;
+pub mod metrics;
 pub mod params;
 pub mod proxy;
 pub mod state;
@@ -47,6 +49,7 @@ pub fn router(app: App) -> Router {
         .merge(kabuto::routes(upload_limit))
         .merge(v2::routes())
         .merge(health::routes())
+        .merge(metrics::routes())
         .merge(v1::router())
         .merge(proxy::routes())
         .fallback(errors::not_found);
@@ -56,6 +59,10 @@ pub fn router(app: App) -> Router {
             proxy::host_layer,
         ))
         .layer(middleware::from_fn(csrf::same_origin_only))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            metrics::count_request,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
 }

@@ -5,6 +5,7 @@ use crate::core::clock::{Clock, Timestamp};
 use crate::core::config::Config;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::metrics::Metrics;
 use crate::core::store::Store;
 use crate::core::tasks::Tasks;
 use crate::domains::accounts::{PasswordLogins, RegistrationLimiter, SessionPolicy};
@@ -50,6 +51,8 @@ pub struct AppInner {
     pub listen_addr: OnceLock<SocketAddr>,
     /// Background work; waited for at shutdown.
     pub tasks: Tasks,
+    /// The counters `/metrics` shows.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Deref for App {

@@ -10,6 +10,7 @@ pub use crate::faces::App;
 
 use crate::core::clock::Clock;
 use crate::core::config::Config;
+use crate::core::metrics::Metrics;
 use crate::core::store::StoreError;
 use crate::core::tasks::{Tasks, blocking};
 use crate::domains::accounts::{PasswordLogins, SessionPolicy};
@@ -97,6 +98,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, OpenError> {
         installation,
         registry.clone(),
     )?);
+    let metrics = Arc::new(Metrics::default());
     let builds = Arc::new(Builder::new(
         store.clone(),
         engine.clone(),
@@ -107,6 +109,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, OpenError> {
         installation,
         registry.clone(),
         tasks.clone(),
+        metrics.clone(),
     ));
     Ok(App::new(AppInner {
         sessions: SessionPolicy::from_config(&config.sessions),
@@ -128,6 +131,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, OpenError> {
         data_dir,
         installation,
         tasks,
+        metrics,
         config,
     }))
 }

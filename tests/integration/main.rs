@@ -18,6 +18,7 @@ mod jobs;
 mod kabuto;
 mod limits;
 mod manifest;
+mod metrics;
 mod openapi;
 mod recovery;
 mod registry;

@@ -28,6 +28,11 @@ const LIST: TableDefinition<ListKey, ()> = TableDefinition::new("list_index");
 /// An object's current facets: (object, tag) -> value.
 const FACETS: TableDefinition<(u128, u8), u128> = TableDefinition::new("object_facets");
 
+/// How many objects of a kind have each state and type, and how many there are of the kind:
+/// (kind, facet tag, facet value) -> count, kept with the [`EVERY`] entries it counts, so
+/// that `/metrics` reads a few rows however large the store.
+const COUNTS: TableDefinition<(u8, u8, u128), u64> = TableDefinition::new("list_counts");
+
 /// The holder under which every object is indexed: what an admin lists.
 const EVERY: u128 = 0;
 /// The tag of an object's entry for its kind alone.
@@ -83,7 +88,89 @@ fn kind_code(kind: Kind) -> u8 {
 pub(super) fn init_tables(txn: &WriteTransaction) -> Result<(), crate::core::store::StoreError> {
     txn.open_table(LIST)?;
     txn.open_table(FACETS)?;
+    txn.open_table(COUNTS)?;
     Ok(())
+}
+
+/// Whether entries under this tag are counted: kinds, states and types (not parents, which
+/// would make a row per pipeline and servable).
+fn counted(tag: u8) -> bool {
+    tag == KIND_TAG || tag == Facet::State(0).tag() || tag == Facet::Type(0).tag()
+}
+
+/// Adds `delta` to the count of (kind, tag, value), when counted; a count that would go below
+/// zero stays at zero (it cannot, but a count is no reason to fail a write).
+fn bump(txn: &WriteTransaction, kind: u8, tag: u8, value: u128, delta: i64) -> Result<()> {
+    if !counted(tag) {
+        return Ok(());
+    }
+    let mut counts = txn.open_table(COUNTS)?;
+    let key = (kind, tag, value);
+    let current = counts.get(key)?.map_or(0, |v| v.value());
+    let next = current.saturating_add_signed(delta);
+    if next == 0 {
+        counts.remove(key)?;
+    } else {
+        counts.insert(key, next)?;
+    }
+    Ok(())
+}
+
+/// Inserts an index entry; a new entry under [`EVERY`] is counted.
+fn insert_entry(
+    list: &mut redb::Table<ListKey, ()>,
+    txn: &WriteTransaction,
+    key: ListKey,
+) -> Result<()> {
+    let new = list.insert(key, ())?.is_none();
+    if new && key.0 == EVERY {
+        bump(txn, key.1, key.2, key.3, 1)?;
+    }
+    Ok(())
+}
+
+/// Removes an index entry; one under [`EVERY`] that existed is uncounted.
+fn remove_entry(
+    list: &mut redb::Table<ListKey, ()>,
+    txn: &WriteTransaction,
+    key: ListKey,
+) -> Result<()> {
+    let existed = list.remove(key)?.is_some();
+    if existed && key.0 == EVERY {
+        bump(txn, key.1, key.2, key.3, -1)?;
+    }
+    Ok(())
+}
+
+/// Counts every entry under [`EVERY`] again (a store written before the counts existed).
+pub(super) fn recount(txn: &WriteTransaction) -> Result<()> {
+    let mut totals: std::collections::BTreeMap<(u8, u8, u128), u64> = Default::default();
+    {
+        let list = txn.open_table(LIST)?;
+        for entry in
+            list.range((EVERY, 0, 0, 0, 0)..=(EVERY, u8::MAX, u8::MAX, u128::MAX, u128::MAX))?
+        {
+            let (_, kind, tag, value, _) = entry?.0.value();
+            if counted(tag) {
+                *totals.entry((kind, tag, value)).or_default() += 1;
+            }
+        }
+    }
+    let mut counts = txn.open_table(COUNTS)?;
+    counts.retain(|_, _| false)?;
+    for (key, n) in totals {
+        counts.insert(key, n)?;
+    }
+    Ok(())
+}
+
+/// How many objects of `kind` there are, or with `facet` (a state or a type) when given.
+pub fn count(txn: &ReadTransaction, kind: Kind, facet: Option<Facet>) -> Result<u64> {
+    let key = match facet {
+        None => (kind_code(kind), KIND_TAG, 0),
+        Some(f) => (kind_code(kind), f.tag(), f.value()),
+    };
+    Ok(txn.open_table(COUNTS)?.get(key)?.map_or(0, |v| v.value()))
 }
 
 /// Rebuilds the kind entries of every object from the objects and grants (a store written
@@ -138,9 +225,9 @@ fn add_holder(txn: &WriteTransaction, holder: u128, meta: &ObjectMeta) -> Result
     let facets = facets_of(txn, meta.id)?;
     let kind = kind_code(meta.kind);
     let mut list = txn.open_table(LIST)?;
-    list.insert((holder, kind, KIND_TAG, 0, meta.id.0), ())?;
+    insert_entry(&mut list, txn, (holder, kind, KIND_TAG, 0, meta.id.0))?;
     for (tag, value) in facets {
-        list.insert((holder, kind, tag, value, meta.id.0), ())?;
+        insert_entry(&mut list, txn, (holder, kind, tag, value, meta.id.0))?;
     }
     Ok(())
 }
@@ -149,9 +236,9 @@ fn remove_holder(txn: &WriteTransaction, holder: u128, meta: &ObjectMeta) -> Res
     let facets = facets_of(txn, meta.id)?;
     let kind = kind_code(meta.kind);
     let mut list = txn.open_table(LIST)?;
-    list.remove((holder, kind, KIND_TAG, 0, meta.id.0))?;
+    remove_entry(&mut list, txn, (holder, kind, KIND_TAG, 0, meta.id.0))?;
     for (tag, value) in facets {
-        list.remove((holder, kind, tag, value, meta.id.0))?;
+        remove_entry(&mut list, txn, (holder, kind, tag, value, meta.id.0))?;
     }
     Ok(())
 }
@@ -251,9 +338,9 @@ pub fn set_facets(txn: &WriteTransaction, object: Id, facets: &[Facet]) -> Resul
     for (tag, old, new) in changed {
         for &holder in &holders {
             if let Some(old) = old {
-                list.remove((holder, kind, tag, old, object.0))?;
+                remove_entry(&mut list, txn, (holder, kind, tag, old, object.0))?;
             }
-            list.insert((holder, kind, tag, new, object.0), ())?;
+            insert_entry(&mut list, txn, (holder, kind, tag, new, object.0))?;
         }
     }
     Ok(())

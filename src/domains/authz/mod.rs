@@ -9,7 +9,7 @@
 
 mod index;
 
-pub use index::{Facet, every_in, every_with, own_ids, readable_ids, set_facets};
+pub use index::{Facet, count, every_in, every_with, own_ids, readable_ids, set_facets};
 
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
@@ -79,10 +79,13 @@ pub(crate) fn init_tables(txn: &WriteTransaction, opening: Opening) -> Result<()
     txn.open_table(TRUST_MEMBERS)?;
     txn.open_table(TRUST_PLACED)?;
     index::init_tables(txn)?;
+    let failed = |e: Error| StoreError::Db(e.to_string());
     if opening.upgrades_past(1) {
-        let failed = |e: Error| StoreError::Db(e.to_string());
         mirror_all(txn).map_err(failed)?;
         index::rebuild(txn).map_err(failed)?;
+    }
+    if opening.upgrades_past(2) {
+        index::recount(txn).map_err(failed)?;
     }
     let exists = txn.open_table(OBJECTS)?.get(PROTOTYPES.0)?.is_some();
     if !exists {
@@ -754,6 +757,16 @@ pub fn authorize(
 ) -> Result<ObjectMeta> {
     let txn = store.read()?;
     Acl::read(&txn)?.check(principal, id, kind, cap)
+}
+
+/// What only an administrator may do (`what` names it in the refusal): the appliance's own
+/// state, such as its metrics, which no capability on an object grants.
+pub fn require_admin(principal: &Principal, what: &str) -> Result<()> {
+    if principal.admin && principal.kind == PrincipalKind::User {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(format!("{what} is for administrators")))
+    }
 }
 
 #[cfg(test)]

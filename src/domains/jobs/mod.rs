@@ -190,6 +190,27 @@ impl Job {
     }
 }
 
+/// How many jobs are in each state (for `/metrics`): rows of the list index's counts,
+/// whatever the size of the store.
+pub fn count_by_state(store: &Store) -> Result<Vec<(JobState, u64)>> {
+    let txn = store.read()?;
+    JobState::ALL
+        .into_iter()
+        .map(|s| {
+            Ok((
+                s,
+                authz::count(&txn, Kind::Job, Some(Facet::State(s.code())))?,
+            ))
+        })
+        .collect()
+}
+
+/// How many submitted pipelines wait in the run queue.
+pub fn queue_length(store: &Store) -> Result<u64> {
+    use redb::ReadableTableMetadata;
+    Ok(store.read()?.open_table(QUEUE)?.len()?)
+}
+
 pub fn jobs_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("jobs")
 }

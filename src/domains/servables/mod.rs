@@ -273,6 +273,15 @@ impl InstanceState {
         }
     }
 
+    pub const ALL: [InstanceState; 6] = [
+        InstanceState::Created,
+        InstanceState::Starting,
+        InstanceState::Running,
+        InstanceState::Exited,
+        InstanceState::Failed,
+        InstanceState::Stopped,
+    ];
+
     pub const ACTIVE: [InstanceState; 3] = [
         InstanceState::Created,
         InstanceState::Starting,
@@ -360,6 +369,40 @@ impl Servable {
 pub fn put_instance(txn: &WriteTransaction, instance: &Instance) -> Result<()> {
     put_record(txn, INSTANCES, instance.id, instance)?;
     authz::set_facets(txn, instance.id, &instance.facets())
+}
+
+/// How many instances are in each state, and servables of each type.
+pub struct Counts {
+    pub instances: Vec<(InstanceState, u64)>,
+    pub servables: Vec<(ServableType, u64)>,
+}
+
+/// [`Counts`] (for `/metrics`): a few rows of the list index's counts, whatever the size of the
+/// store.
+pub fn counts(store: &Store) -> Result<Counts> {
+    let txn = store.read()?;
+    let instances = InstanceState::ALL
+        .into_iter()
+        .map(|s| {
+            Ok((
+                s,
+                authz::count(&txn, Kind::Instance, Some(Facet::State(s.code())))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let servables = ServableType::ALL
+        .into_iter()
+        .map(|t| {
+            Ok((
+                t,
+                authz::count(&txn, Kind::Servable, Some(Facet::Type(t.code())))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Counts {
+        instances,
+        servables,
+    })
 }
 
 /// Writes a servable's record (and its facets in the list index).

@@ -97,7 +97,11 @@ pub async fn host_layer(State(app): State<App>, request: Request, next: Next) ->
         request.extensions_mut().insert(AppHost(id));
         return next.run(request).await;
     }
-    forward(&app, id, request, Mount::Host).await
+    let mut response = forward(&app, id, request, Mount::Host).await;
+    response
+        .extensions_mut()
+        .insert(crate::faces::metrics::RoutePattern("{app host}"));
+    response
 }
 
 /// The path form: `/apps/<id>` redirects to `/apps/<id>/`, and `/apps/<id>/...` is proxied with

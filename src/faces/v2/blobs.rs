@@ -64,10 +64,16 @@ pub(super) async fn get_blob(
             tracing::error!("blob {digest} is recorded but its file is unreadable: {e}");
             blob_unknown(digest)
         })?;
-        Body::from_stream(blobs::read_stream(&file, start, len).map_err(|e| {
+        let stream = blobs::read_stream(&file, start, len).map_err(|e| {
             tracing::error!("blob {digest}: {e}");
             blob_unknown(digest)
-        })?)
+        })?;
+        // Counted as the body is sent: a download cut short counts what went.
+        let metrics = ctx.app.metrics.clone();
+        Body::from_stream(futures_util::TryStreamExt::inspect_ok(
+            stream,
+            move |chunk| metrics.add_registry_out(chunk.len() as u64),
+        ))
     } else {
         Body::empty()
     };

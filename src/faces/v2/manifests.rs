@@ -35,6 +35,7 @@ pub(super) async fn get_manifest(
         meta::manifest(store, name, &digest)?.ok_or_else(|| manifest_unknown(reference))?;
     let len = bytes.len();
     let mut r = if with_body {
+        ctx.app.metrics.add_registry_out(len as u64);
         Response::new(Body::from(bytes))
     } else {
         Response::new(Body::empty())
@@ -79,6 +80,7 @@ pub(super) async fn put_manifest(
     check_reference(reference)?;
     for_push(ctx, name)?;
     let bytes = small_body(body, MAX_MANIFEST).await?;
+    ctx.app.metrics.add_registry_in(bytes.len() as u64);
     let digest = names::digest_of(&bytes);
     if reference.contains(':') && reference != digest {
         return Err(RegistryError::new(

@@ -17,6 +17,7 @@ use crate::domains::authz::{Capability, Principal};
 use crate::domains::registry::error::{Code, RResult, RegistryError};
 use crate::domains::registry::{meta, names};
 use crate::faces::auth::{self, Authorization, ClientAddr, Credential};
+use crate::faces::metrics::RoutePattern;
 use crate::faces::state::App;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -84,6 +85,21 @@ enum Route {
     Referrers(String, String),
 }
 
+impl Route {
+    /// Its pattern, as `/metrics` counts requests by route.
+    fn pattern(&self) -> &'static str {
+        match self {
+            Route::Catalog => "/v2/_catalog",
+            Route::Tags(_) => "/v2/{name}/tags/list",
+            Route::Manifest(..) => "/v2/{name}/manifests/{reference}",
+            Route::Blob(..) => "/v2/{name}/blobs/{digest}",
+            Route::Uploads(_) => "/v2/{name}/blobs/uploads/",
+            Route::Upload(..) => "/v2/{name}/blobs/uploads/{id}",
+            Route::Referrers(..) => "/v2/{name}/referrers/{digest}",
+        }
+    }
+}
+
 fn parse_route(rest: &str) -> Option<Route> {
     if rest == "_catalog" {
         return Some(Route::Catalog);
@@ -119,6 +135,7 @@ async fn dispatch(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let rest = parts.uri.path().trim_start_matches("/v2/").to_owned();
+    let pattern = parse_route(&rest).map(|r| r.pattern());
     let query: HashMap<String, String> = parts
         .uri
         .query()
@@ -178,7 +195,11 @@ async fn dispatch(
         }
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some(pattern) = pattern {
+        response.extensions_mut().insert(RoutePattern(pattern));
+    }
+    response
 }
 
 pub(super) struct Ctx<'a> {

@@ -95,6 +95,17 @@ fn mount(ctx: &Ctx<'_>, repo: &meta::Repo, digest: &str, size: u64) -> RResult<b
     )?)
 }
 
+/// A request body's chunks, each counted into the registry's received bytes as it arrives.
+fn received(
+    ctx: &Ctx<'_>,
+    body: Body,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, axum::Error>> + Send + use<> {
+    use futures_util::TryStreamExt;
+    let metrics = ctx.app.metrics.clone();
+    body.into_data_stream()
+        .inspect_ok(move |chunk| metrics.add_registry_in(chunk.len() as u64))
+}
+
 pub(super) async fn start_upload(ctx: &Ctx<'_>, name: &str, body: Body) -> RResult<Response> {
     let app = ctx.app;
     // Cross-repository mount: link a blob the caller may read elsewhere.
@@ -120,7 +131,7 @@ pub(super) async fn start_upload(ctx: &Ctx<'_>, name: &str, body: Body) -> RResu
         names::check_digest(digest)?;
         let result = async {
             app.blobs
-                .append(&id, body.into_data_stream(), None, grant.as_ref())
+                .append(&id, received(ctx, body), None, grant.as_ref())
                 .await?;
             app.blobs.commit(&id, digest).await
         }
@@ -187,7 +198,7 @@ pub(super) async fn patch_upload(
     let size = match ctx
         .app
         .blobs
-        .append(id, body.into_data_stream(), start, grant.as_ref())
+        .append(id, received(ctx, body), start, grant.as_ref())
         .await
     {
         Ok(size) => size,
@@ -211,7 +222,7 @@ pub(super) async fn finish_upload(
     let start = content_range_start(ctx.headers)?;
     let grant = upload_grant(ctx, &upload)?;
     if let Err(e) = blobs
-        .append(id, body.into_data_stream(), start, grant.as_ref())
+        .append(id, received(ctx, body), start, grant.as_ref())
         .await
     {
         return Err(forget_refused(ctx, id, e).await);
