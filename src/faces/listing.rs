@@ -189,7 +189,7 @@ where
     T: Send + 'static,
 {
     let (body, next) = app
-        .blocking(move |app| {
+        .listing(move |app| {
             let page = fetch(app)?;
             let next = page.next_cursor();
             let items: Vec<V> = page.items.into_iter().map(|t| view(app, t)).collect();
@@ -229,7 +229,7 @@ where
     }
     let request = q.page()?;
     let (body, next) = app
-        .blocking(move |app| {
+        .listing(move |app| {
             let page = fetch(app, request)?;
             Ok((
                 keyed_chunk(&page.items, entry, true, true),
@@ -261,7 +261,7 @@ pub async fn stream_keyed<T: Send + 'static>(
     let chunk = Arc::new(chunk);
     let first = {
         let chunk = chunk.clone();
-        app.blocking(move |app| chunk(app, PageRequest::first(STREAM_PAGE), true))
+        app.listing(move |app| chunk(app, PageRequest::first(STREAM_PAGE), true))
             .await?
     };
     enum State {
@@ -283,7 +283,7 @@ pub async fn stream_keyed<T: Send + 'static>(
                         after: Some(after),
                         limit: STREAM_PAGE,
                     };
-                    match app.blocking(move |app| chunk(app, request, false)).await {
+                    match app.listing(move |app| chunk(app, request, false)).await {
                         Ok(ready) => ready,
                         Err(e) => {
                             // The status is sent: all that is left is to cut the body short.

@@ -53,6 +53,16 @@ pub struct AppInner {
     pub tasks: Tasks,
     /// The counters `/metrics` shows.
     pub metrics: Arc<Metrics>,
+    /// How many lists may read and serialize at once ([`App::listing`]).
+    pub list_slots: tokio::sync::Semaphore,
+}
+
+/// The lists that may run at once: one core fewer than the machine has (at least one), so
+/// that however many clients list, a core is left for the async workers and every other
+/// request. A list waiting for a slot waits without a thread.
+pub fn list_slots() -> tokio::sync::Semaphore {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
 }
 
 impl Deref for App {
@@ -83,6 +93,21 @@ impl App {
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Runs a list's work (reading a page, making its views, serializing it) on the blocking
+    /// pool, in one of the [`list_slots`].
+    pub async fn listing<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&App) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let _slot = self
+            .list_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("the list slots are closed"))?;
+        self.blocking(f).await
     }
 
     /// Runs blocking work (password hashing, durable commits) off the async worker threads.

@@ -132,6 +132,7 @@ pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<App, OpenError> {
         installation,
         tasks,
         metrics,
+        list_slots: crate::faces::state::list_slots(),
         config,
     }))
 }
@@ -390,14 +391,24 @@ pub fn no_delay(
 /// resident after they are freed. glibc raises its mmap threshold dynamically after the first
 /// such free, so later blocks come from per-thread heaps and stay there: three logins on three
 /// blocking threads left 46 MiB resident instead of 8. A fixed threshold returns them at once.
+///
+/// And keeps the number of heaps small: glibc gives threads up to eight heaps per core, and
+/// each keeps what it freed, fragmented. Lists build their views on blocking threads, which
+/// come and go: with the default, four clients listing pages of 1,000 jobs left 64-78 MiB
+/// resident where 27 MiB stayed with the work on the two async workers.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt only adjusts allocator parameters; it is called once at start-up,
-        // before any other thread exists.
-        let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
-        if applied != 1 {
-            tracing::debug!("mallopt(M_MMAP_THRESHOLD) was not applied");
+        for (name, param, value) in [
+            ("M_MMAP_THRESHOLD", libc::M_MMAP_THRESHOLD, 128 * 1024),
+            ("M_ARENA_MAX", libc::M_ARENA_MAX, 2),
+        ] {
+            // SAFETY: mallopt only adjusts allocator parameters; it is called once at
+            // start-up, before any other thread exists.
+            let applied = unsafe { libc::mallopt(param, value) };
+            if applied != 1 {
+                tracing::debug!("mallopt({name}) was not applied");
+            }
         }
     }
 }

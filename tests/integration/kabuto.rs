@@ -123,15 +123,20 @@ async fn the_seed_flow_end_to_end() {
     let (_, jobs) = k.get("/jobs").await;
     assert!(jobs.get(&first).is_some() && jobs.get(&second).is_some());
 
-    // The containers are gone; the logs and results stay.
+    // The containers are gone (removed just after the end is recorded: within seconds); the
+    // logs and results stay.
     let docker = engine().client().await.unwrap();
     for job in [&first, &second] {
-        assert!(
-            docker
-                .inspect_container(&format!("dtaas-job-{job}"), None)
-                .await
-                .is_err()
-        );
+        let name = format!("dtaas-job-{job}");
+        let mut gone = false;
+        for _ in 0..100 {
+            if docker.inspect_container(&name, None).await.is_err() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(gone, "{name} is still there after 10 s");
     }
 }
 
