@@ -2,6 +2,7 @@
 //! the server's machine), `dtaas openapi`. Client commands (login, upload, ...) join this tree.
 
 mod admin;
+mod backup;
 
 use crate::core::clock::SystemClock;
 use crate::core::config::{Config, LogFormat, Override, RegistrationMode};
@@ -174,6 +175,22 @@ enum AdminCommand {
     SetRegistration { mode: RegistrationMode },
     /// List accounts.
     ListUsers,
+    /// Write a consistent copy of the database and of the files it refers to (registry blobs,
+    /// job attachments and results, build contexts, the generated TLS certificate) to PATH, a
+    /// new or empty directory. A running server keeps running.
+    Backup { path: PathBuf },
+    /// Put a backup in place as the data directory of a stopped server. Every checksum is
+    /// verified first; jobs that were running when it was taken are queued to run again.
+    Restore {
+        path: PathBuf,
+        /// Replace a data directory that is not empty (its contents are kept next to it, as
+        /// <data dir>.replaced-<time>).
+        #[arg(long)]
+        force: bool,
+        /// Only check the backup (every file's size and SHA-256) and say what it holds.
+        #[arg(long)]
+        verify_only: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -235,6 +252,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ..ServerFlags::default()
             };
             let config = load_config(cli.config.as_ref(), &flags)?;
+            match args.command {
+                AdminCommand::Backup { path } => {
+                    let (message, notes) = backup::backup(&config, &SystemClock, &path).await?;
+                    println!("{message}");
+                    for note in notes {
+                        eprintln!("{note}");
+                    }
+                    return Ok(());
+                }
+                AdminCommand::Restore {
+                    path,
+                    force,
+                    verify_only,
+                } => {
+                    let message =
+                        backup::restore(&config, &SystemClock, &path, force, verify_only).await?;
+                    println!("{message}");
+                    return Ok(());
+                }
+                _ => {}
+            }
             let request = admin_request(args.command)?;
             let (message, via) = admin::run(&config, &SystemClock, request)
                 .await
@@ -287,6 +325,9 @@ fn admin_request(command: AdminCommand) -> Result<AdminRequest, String> {
         },
         AdminCommand::SetRegistration { mode } => AdminRequest::SetRegistration { mode },
         AdminCommand::ListUsers => AdminRequest::ListUsers,
+        AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
+            return Err("backup and restore are not requests of their own".into());
+        }
     })
 }
 

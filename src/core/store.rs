@@ -8,7 +8,7 @@
 
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    TableHandle, WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -223,6 +223,123 @@ impl Store {
         let meta = txn.open_table(META)?;
         Ok(meta.get("schema_version")?.map(|v| v.value()).unwrap_or(0))
     }
+}
+
+/// Holds a data directory's database locked without opening its tables (no migration, nothing
+/// written): what a restore takes so that no server starts on the directory meanwhile. `None`
+/// when the directory has no database.
+pub fn lock_data_dir(data_dir: &Path) -> Result<Option<DataDirLock>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    match Database::open(&path) {
+        Ok(db) => Ok(Some(DataDirLock { _db: db })),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Locked {
+            dir: data_dir.to_owned(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The lock of [`lock_data_dir`], released when dropped.
+pub struct DataDirLock {
+    _db: Database,
+}
+
+/// Copies every table a read transaction sees into a new database at `dest` (which must not
+/// exist yet): the store as of that transaction, whatever commits meanwhile, in a file that is
+/// closed cleanly, compact, and opens like any store. Readers and writers of the live store go
+/// on undisturbed. Returns the entries copied per table.
+///
+/// The tables are found by name; each is opened with the key and value types of the layouts
+/// the domains use ([`copy_as_known_types`]). A table of any other type is an error naming
+/// it, never silently left out (a unit test copies a store with every domain's tables).
+pub fn copy_database(
+    txn: &ReadTransaction,
+    dest: &Path,
+) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    if txn.list_multimap_tables()?.next().is_some() {
+        return Err(StoreError::Db(
+            "the store has multimap tables, which a copy does not know".into(),
+        ));
+    }
+    let db = Database::builder().create(dest)?;
+    let out = db.begin_write()?;
+    let mut copied = std::collections::BTreeMap::new();
+    for handle in txn.list_tables()? {
+        let name = handle.name().to_owned();
+        let n = copy_as_known_types(txn, &out, &name)?.ok_or_else(|| {
+            StoreError::Db(format!(
+                "table {name} has key and value types a copy does not know (add them to \
+                 core::store::copy_as_known_types)"
+            ))
+        })?;
+        copied.insert(name, n);
+    }
+    out.commit()?;
+    db.close()?;
+    Ok(copied)
+}
+
+/// Copies table `name` if its types are one of the pairs the domains use; `None` if not.
+fn copy_as_known_types(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    name: &str,
+) -> Result<Option<u64>, StoreError> {
+    macro_rules! first_that_fits {
+        ($(($k:ty, $v:ty)),* $(,)?) => {{
+            $(
+                if let Some(n) = copy_table::<$k, $v>(src, dst, name)? {
+                    return Ok(Some(n));
+                }
+            )*
+            Ok(None)
+        }};
+    }
+    first_that_fits!(
+        (&str, u64),
+        (&str, u128),
+        (&str, &str),
+        (&str, &[u8]),
+        (u64, u128),
+        (u128, &[u8]),
+        (&[u8; 32], &[u8]),
+        (&[u8; 32], u128),
+        ((u8, u8, u128), u64),
+        ((u128, u8), u128),
+        ((u128, u64), &str),
+        ((u128, u128), u8),
+        ((u128, u128), ()),
+        ((u128, u8, u8, u128, u128), ()),
+        ((&str, &str), i64),
+        ((&str, &str), &str),
+        ((&str, &str), &[u8]),
+        ((&str, &str, &str), ()),
+    )
+}
+
+/// Copies table `name` as `K -> V`; `None` if it is of other types.
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    name: &str,
+) -> Result<Option<u64>, StoreError> {
+    let definition = TableDefinition::<K, V>::new(name);
+    let table = match src.open_table(definition) {
+        Ok(table) => table,
+        Err(redb::TableError::TableTypeMismatch { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = dst.open_table(definition)?;
+    let mut n = 0u64;
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        out.insert(k.value(), v.value())?;
+        n += 1;
+    }
+    Ok(Some(n))
 }
 
 /// A record of a table keyed by object id.

@@ -427,3 +427,44 @@ pub fn delete_image(store: &Store, data_dir: &Path, caller: &Principal, id: Id) 
     }
     Ok(image)
 }
+
+/// What a backup of the store as of `txn` holds of images: each build context (the Dockerfile
+/// written from the image's record, and the attachments), with the counts of images and builds.
+pub(crate) fn backup_wanted(
+    txn: &redb::ReadTransaction,
+    counts: &mut crate::core::backup::Counts,
+    out: &mut Vec<crate::core::backup::Wanted>,
+) -> Result<()> {
+    use crate::core::backup::{Content, Wanted};
+    use redb::ReadableTableMetadata;
+    counts.insert("images".into(), txn.open_table(IMAGES)?.len()?);
+    counts.insert("builds".into(), txn.open_table(BUILDS)?.len()?);
+    for entry in txn.open_table(IMAGES)?.iter()? {
+        let image: Image = decode(entry?.1.value())?;
+        let dir = context_dir(Path::new(""), image.id);
+        if image.repo_url.is_none() && !image.dockerfile.is_empty() {
+            out.push(Wanted {
+                path: dir.join("Dockerfile"),
+                content: Content::Bytes {
+                    bytes: image.dockerfile.clone().into_bytes(),
+                    mode: 0o644,
+                },
+                fingerprint: String::new(),
+                kind: "build_context_files",
+            });
+        }
+        for name in &image.attachments {
+            out.push(Wanted {
+                path: dir.join(name),
+                content: Content::File {
+                    required: true,
+                    sha256: None,
+                },
+                // A rebuild with new attachments replaces them and makes a new build.
+                fingerprint: image.last_build.to_string(),
+                kind: "build_context_files",
+            });
+        }
+    }
+    Ok(())
+}

@@ -11,9 +11,13 @@
 //! | [`logs`] | container output stored line by line, and the hub that wakes followers |
 //! | [`servables`] | prototypes (from manifests), servables, instances, delegation |
 //! | [`registry`] | the registry's repositories, manifests, tags and blob files |
+//!
+//! [`backup`] takes a consistent snapshot of every domain's records and files (what each holds
+//! in a backup is its own `backup_wanted`) and restores one.
 
 pub mod accounts;
 pub mod authz;
+pub mod backup;
 pub mod images;
 pub mod jobs;
 pub mod logs;

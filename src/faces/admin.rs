@@ -5,6 +5,12 @@
 //! not just file modes). Each connection carries one JSON request line and gets one JSON reply
 //! line. When no server runs, the CLI (`cli::admin`) opens the database directly and runs the
 //! same code ([`execute`]).
+//!
+//! A backup is the one request with a second step: the server stages a snapshot in its data
+//! directory (`domains::backup::snapshot`) and answers with its path; the client copies it out
+//! (as the user who asked, to wherever that user may write: the service itself may write
+//! nowhere but its data directory) and then says `done` or hangs up, and the server removes the
+//! staged snapshot.
 
 use super::state::App;
 use crate::core::clock::Clock;
@@ -16,7 +22,9 @@ use crate::domains::accounts::{self, NewUser};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 
 pub const SOCKET_FILE: &str = "admin.sock";
@@ -49,13 +57,39 @@ pub enum AdminRequest {
         mode: RegistrationMode,
     },
     ListUsers,
+    /// Stage a snapshot for a backup (see the module's documentation).
+    Backup,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminReply {
     pub ok: bool,
     pub message: String,
+    /// A backup's staged snapshot, until the client is done with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<PathBuf>,
 }
+
+impl AdminReply {
+    fn ok(message: String) -> AdminReply {
+        AdminReply {
+            ok: true,
+            message,
+            snapshot: None,
+        }
+    }
+
+    fn refused(message: String) -> AdminReply {
+        AdminReply {
+            ok: false,
+            message,
+            snapshot: None,
+        }
+    }
+}
+
+/// What a client sends when it has copied a staged snapshot.
+pub const BACKUP_DONE: &str = "done";
 
 /// Runs one admin request against the store. Blocking (argon2, durable commits).
 pub fn execute(
@@ -147,6 +181,9 @@ pub fn execute(
             }
             Ok(lines.join("\n"))
         }
+        AdminRequest::Backup => Err(crate::core::error::Error::bad_request(
+            "a backup is staged by the server's admin socket or by `dtaas admin backup` itself",
+        )),
     }
 }
 
@@ -159,6 +196,8 @@ pub struct AdminSocket {
     listener: UnixListener,
     path: PathBuf,
     app: App,
+    /// Directories of the data directory a backup holds whole (the server's own files).
+    backup_dirs: Arc<[String]>,
 }
 
 impl AdminSocket {
@@ -177,7 +216,15 @@ impl AdminSocket {
             listener,
             path,
             app,
+            backup_dirs: Arc::from([]),
         })
+    }
+
+    /// Directories of the data directory that backups hold whole, besides what the domains
+    /// refer to (the server's generated TLS certificate).
+    pub fn keep_in_backups(mut self, dirs: &[&str]) -> AdminSocket {
+        self.backup_dirs = dirs.iter().map(|d| (*d).to_owned()).collect();
+        self
     }
 
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
@@ -188,8 +235,9 @@ impl AdminSocket {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let app = self.app.clone();
+                        let backup_dirs = self.backup_dirs.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = handle_connection(app, stream).await {
+                            if let Err(e) = handle_connection(app, stream, backup_dirs).await {
                                 tracing::warn!("admin socket: {e}");
                             }
                         });
@@ -202,30 +250,33 @@ impl AdminSocket {
     }
 }
 
-async fn handle_connection(app: App, stream: UnixStream) -> std::io::Result<()> {
+async fn handle_connection(
+    app: App,
+    stream: UnixStream,
+    backup_dirs: Arc<[String]>,
+) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let me = rustix::process::geteuid().as_raw();
     let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
     let reply = if cred.uid() != 0 && cred.uid() != me {
         tracing::warn!(
             uid = cred.uid(),
             "admin socket: refused a peer running as another user"
         );
-        AdminReply {
-            ok: false,
-            message: format!(
-                "refused: the admin socket accepts only root and uid {me} (you are uid {})",
-                cred.uid()
-            ),
-        }
+        AdminReply::refused(format!(
+            "refused: the admin socket accepts only root and uid {me} (you are uid {})",
+            cred.uid()
+        ))
     } else {
         let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await?;
+        read.read_line(&mut line).await?;
         match serde_json::from_str::<AdminRequest>(&line) {
-            Err(e) => AdminReply {
-                ok: false,
-                message: format!("malformed request: {e}"),
-            },
+            Err(e) => AdminReply::refused(format!("malformed request: {e}")),
+            Ok(AdminRequest::Backup) => {
+                tracing::info!(uid = cred.uid(), "admin request: backup");
+                return stage_backup(app, read, write, backup_dirs).await;
+            }
             Ok(request) => {
                 tracing::info!(
                     command = request_kind(&request),
@@ -243,18 +294,70 @@ async fn handle_connection(app: App, stream: UnixStream) -> std::io::Result<()> 
                     })
                     .await;
                 match result {
-                    Ok(message) => AdminReply { ok: true, message },
-                    Err(e) => AdminReply {
-                        ok: false,
-                        message: e.to_string(),
-                    },
+                    Ok(message) => AdminReply::ok(message),
+                    Err(e) => AdminReply::refused(e.to_string()),
                 }
             }
         }
     };
-    let mut out = serde_json::to_vec(&reply).unwrap_or_else(|_| b"{}".to_vec());
+    send(&mut write, &reply).await?;
+    write.shutdown().await
+}
+
+async fn send(write: &mut OwnedWriteHalf, reply: &AdminReply) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(reply).unwrap_or_else(|_| b"{}".to_vec());
     out.push(b'\n');
-    write.write_all(&out).await?;
+    write.write_all(&out).await
+}
+
+/// Stages a snapshot, answers with its path, and removes it once the client says it is done
+/// or hangs up.
+async fn stage_backup(
+    app: App,
+    mut read: BufReader<OwnedReadHalf>,
+    mut write: OwnedWriteHalf,
+    backup_dirs: Arc<[String]>,
+) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    let staging = app.clone();
+    let staged = tokio::task::spawn_blocking(move || {
+        let dirs: Vec<&str> = backup_dirs.iter().map(String::as_str).collect();
+        crate::domains::backup::snapshot(
+            &staging.store,
+            &staging.data_dir,
+            &dirs,
+            staging.clock.now(),
+        )
+    })
+    .await
+    .map_err(|e| crate::core::backup::BackupError::Other(format!("the snapshot failed: {e}")))
+    .and_then(|staged| staged);
+    let staged = match staged {
+        Ok(staged) => staged,
+        Err(e) => {
+            tracing::error!("backup snapshot: {e}");
+            send(&mut write, &AdminReply::refused(e.to_string())).await?;
+            return write.shutdown().await;
+        }
+    };
+    tracing::info!(
+        files = staged.inventory.files.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "backup snapshot staged"
+    );
+    let reply = AdminReply {
+        ok: true,
+        message: format!("snapshot staged in {}", staged.dir().display()),
+        snapshot: Some(staged.dir().to_owned()),
+    };
+    let sent = send(&mut write, &reply).await;
+    if sent.is_ok() {
+        // `done`, or the end of the connection: either way the snapshot has served.
+        let mut line = String::new();
+        let _ = read.read_line(&mut line).await;
+    }
+    let _ = tokio::task::spawn_blocking(move || drop(staged)).await;
+    sent?;
     write.shutdown().await
 }
 
@@ -266,6 +369,7 @@ fn request_kind(r: &AdminRequest) -> &'static str {
         AdminRequest::ResetPassword { .. } => "reset-password",
         AdminRequest::SetRegistration { .. } => "set-registration",
         AdminRequest::ListUsers => "list-users",
+        AdminRequest::Backup => "backup",
     }
 }
 

@@ -163,7 +163,9 @@ pub async fn launch_with_listener(
     } else {
         None
     };
-    let admin = crate::faces::admin::AdminSocket::bind(app.clone())?;
+    // Backups hold the server's generated TLS certificate and its authority too.
+    let admin =
+        crate::faces::admin::AdminSocket::bind(app.clone())?.keep_in_backups(&[tls::TLS_DIR]);
     let admin_task = tokio::spawn(admin.serve(wait_for_stop(stop_rx.clone())));
 
     // Background work: the base image, interrupted builds, the job runner, the servables,

@@ -10,6 +10,7 @@ mod kabuto_client;
 mod access;
 mod accounts;
 mod admin;
+mod backup;
 mod builds;
 mod config;
 mod engine;

@@ -810,3 +810,103 @@ pub(crate) fn running_jobs(store: &Store) -> Result<Vec<Job>> {
     }
     Ok(out)
 }
+
+// ---- backups ----
+
+/// What a backup of the store as of `txn` holds of jobs: every job's attachments, and the
+/// result of every finished job that left one; with the counts of pipelines and jobs by state.
+pub(crate) fn backup_wanted(
+    txn: &redb::ReadTransaction,
+    counts: &mut crate::core::backup::Counts,
+    out: &mut Vec<crate::core::backup::Wanted>,
+) -> Result<()> {
+    use crate::core::backup::{Content, Wanted};
+    use redb::ReadableTableMetadata;
+    counts.insert("pipelines".into(), txn.open_table(PIPELINES)?.len()?);
+    let root = Path::new("");
+    let mut jobs = 0u64;
+    for entry in txn.open_table(JOBS)?.iter()? {
+        let job: Job = decode(entry?.1.value())?;
+        jobs += 1;
+        *counts
+            .entry(format!("jobs_{}", job.state.as_str()))
+            .or_default() += 1;
+        for name in &job.attachments {
+            out.push(Wanted {
+                path: inbox_dir(root, job.id).join(name),
+                content: Content::File {
+                    required: true,
+                    sha256: None,
+                },
+                // Attachments only come and go with their job.
+                fingerprint: "attachment".into(),
+                kind: "attachments",
+            });
+        }
+        if job.state.is_finished() {
+            out.push(Wanted {
+                path: result_path(root, job.id),
+                // A job that was cancelled before it ran, or whose outbox was too large, has
+                // none.
+                content: Content::File {
+                    required: false,
+                    sha256: None,
+                },
+                // Another run removes the result and, when it ends, replaces it.
+                fingerprint: format!(
+                    "{} {:?} {:?} {:?}",
+                    job.state.as_str(),
+                    job.started,
+                    job.finished,
+                    job.response
+                ),
+                kind: "results",
+            });
+        }
+    }
+    counts.insert("jobs".into(), jobs);
+    Ok(())
+}
+
+/// After a restore: the jobs that were running when the backup was taken cannot be re-attached
+/// (their containers belong to the server the backup was taken from, or are gone), so each
+/// goes back to the queue to run again from the start, in its place in its pipeline; one that
+/// was being killed ends cancelled, and the rest of its pipeline with it. Returns how many were
+/// queued again and how many cancelled.
+pub(crate) fn requeue_interrupted(store: &Store) -> Result<(u64, u64)> {
+    let running = running_jobs(store)?;
+    let txn = store.write()?;
+    let (mut requeued, mut killed) = (0u64, Vec::new());
+    for id in running.iter().map(|j| j.id) {
+        let Some(mut job) = load_job(&txn, id)? else {
+            continue;
+        };
+        if job.state != JobState::Running {
+            continue;
+        }
+        if job.kill_requested {
+            job.state = JobState::Cancelled;
+            job.kill_requested = false;
+            killed.push((job.pipeline, job.id));
+        } else {
+            job.state = JobState::InQueue;
+            job.response = None;
+            job.used_cpu = 0.0;
+            job.used_memory = 0;
+            job.used_io = 0;
+            job.started = None;
+            job.finished = None;
+            job.error = None;
+            job.log = logs::LogCursor::default();
+            logs::delete_logs(&txn, job.id)?;
+            requeued += 1;
+        }
+        save_job(&txn, &job)?;
+    }
+    txn.commit()?;
+    for (pipeline, job) in &killed {
+        let reason = format!("not run: job {job} before it in the pipeline was killed");
+        cancel_rest(store, *pipeline, &reason)?;
+    }
+    Ok((requeued, killed.len() as u64))
+}

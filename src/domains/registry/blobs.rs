@@ -56,6 +56,20 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// A blob's file below `registry/blobs/sha256`: `<ab>/<hex>`.
+fn blob_file(digest: &str) -> PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    Path::new(hex.get(..2).unwrap_or("00")).join(hex)
+}
+
+/// A blob's file relative to the data directory (where [`BlobStore::blob_path`] puts it).
+pub fn blob_rel_path(digest: &str) -> PathBuf {
+    Path::new("registry")
+        .join("blobs")
+        .join("sha256")
+        .join(blob_file(digest))
+}
+
 impl BlobStore {
     pub fn new(data_dir: &Path) -> std::io::Result<BlobStore> {
         let root = data_dir.join("registry");
@@ -83,12 +97,7 @@ impl BlobStore {
     }
 
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.root
-            .join("blobs")
-            .join("sha256")
-            .join(hex.get(..2).unwrap_or("00"))
-            .join(hex)
+        self.blobs_dir().join(blob_file(digest))
     }
 
     pub fn blobs_dir(&self) -> PathBuf {

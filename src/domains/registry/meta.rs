@@ -577,6 +577,50 @@ pub fn owner_usage(store: &Store, owner: Id) -> Result<OwnerUsage> {
     Ok(usage)
 }
 
+/// What a backup of the store as of `txn` holds of the registry: every recorded blob's file
+/// (checked against its digest when copied), with the counts of repositories, manifests, tags,
+/// blobs and their bytes. Upload sessions are not kept: a client starts a new upload.
+pub(crate) fn backup_wanted(
+    txn: &redb::ReadTransaction,
+    counts: &mut crate::core::backup::Counts,
+    out: &mut Vec<crate::core::backup::Wanted>,
+) -> Result<()> {
+    use crate::core::backup::{Content, Wanted};
+    use redb::ReadableTableMetadata;
+    counts.insert("repositories".into(), txn.open_table(REPOS)?.len()?);
+    counts.insert("manifests".into(), txn.open_table(MANIFEST_BYTES)?.len()?);
+    counts.insert("tags".into(), txn.open_table(TAGS)?.len()?);
+    let mut bytes = 0u64;
+    for entry in txn.open_table(BLOBS)?.iter()? {
+        let (digest, record) = entry?;
+        let digest = digest.value();
+        let record: BlobRecord = decode(record.value())?;
+        bytes = bytes.saturating_add(record.size);
+        out.push(Wanted {
+            path: super::blobs::blob_rel_path(digest),
+            content: Content::File {
+                required: true,
+                sha256: digest.strip_prefix("sha256:").map(str::to_owned),
+            },
+            // Content-addressed: the same digest is the same file.
+            fingerprint: digest.to_owned(),
+            kind: "blobs",
+        });
+    }
+    counts.insert("blob_bytes".into(), bytes);
+    Ok(())
+}
+
+/// After a restore: upload sessions in progress when the backup was taken have no file in it;
+/// they are dropped (their clients start again). Returns how many.
+pub(crate) fn forget_uploads(store: &Store) -> Result<u64> {
+    let uploads = all_uploads(store)?;
+    for upload in &uploads {
+        delete_upload(store, &upload.id)?;
+    }
+    Ok(uploads.len() as u64)
+}
+
 #[cfg(test)]
 mod quota_tests {
     use super::*;
