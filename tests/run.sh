@@ -14,6 +14,11 @@ die() { printf '\033[1;31mtests/run.sh: %s\033[0m\n' "$*" >&2; exit 1; }
 # pulled), curl for the seed's curl flows, git and Mercurial for repository builds, Python
 # requests for the seed's Python examples, and Python's venv for schemathesis (below).
 PACKAGES=(docker.io busybox-static curl git mercurial python3-requests python3-venv skopeo)
+# The Debian package's test (tests/integration/packaging.rs): dpkg-dev for cargo-deb's library
+# dependencies (dpkg-shlibdeps), lintian, mmdebstrap and zstd for the cached Debian 12 root it
+# installs the package into, and systemd for `systemd-analyze security` on the unit (nothing
+# starts it: the tests do not need systemd running).
+PACKAGES+=(dpkg-dev lintian mmdebstrap zstd systemd)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -68,6 +73,18 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "version $SCHEMAT
 fi
 export DTAAS_TEST_SCHEMATHESIS=$venv/bin/schemathesis
 say "schemathesis $SCHEMATHESIS_VERSION at $DTAAS_TEST_SCHEMATHESIS"
+
+# cargo-deb, for the Debian package (packaging/build-deb.sh, tests/integration/packaging.rs), from
+# crates.io at a pinned version, into Cargo's bin directory (~/.cargo/bin), kept between runs.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION"; then
+  say "installing cargo-deb $CARGO_DEB_VERSION (crates.io)"
+  cargo install --quiet --locked --version "$CARGO_DEB_VERSION" cargo-deb \
+    || die "cargo install cargo-deb@$CARGO_DEB_VERSION failed"
+  cargo deb --version 2>/dev/null | grep -qxF "cargo-deb $CARGO_DEB_VERSION" \
+    || die "cargo-deb $CARGO_DEB_VERSION is installed but \`cargo deb\` does not run it (is ~/.cargo/bin on PATH?)"
+fi
+say "cargo-deb $CARGO_DEB_VERSION"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check || die "code is not formatted: run cargo fmt"

@@ -21,6 +21,7 @@ mod limits;
 mod manifest;
 mod metrics;
 mod openapi;
+mod packaging;
 mod recovery;
 mod registry;
 mod scale;
