@@ -182,33 +182,21 @@ pub async fn restore(
         lines.push(format!(
             "{} job{} running when the backup was taken: queued to run again from the start",
             restored.requeued,
-            if restored.requeued == 1 {
-                " was"
-            } else {
-                "s were"
-            }
+            was_were(restored.requeued)
         ));
     }
     if restored.cancelled > 0 {
         lines.push(format!(
             "{} job{} being killed when the backup was taken: cancelled",
             restored.cancelled,
-            if restored.cancelled == 1 {
-                " was"
-            } else {
-                "s were"
-            }
+            was_were(restored.cancelled)
         ));
     }
     if restored.uploads_dropped > 0 {
         lines.push(format!(
             "{} registry upload{} in progress then: dropped (clients push again)",
             restored.uploads_dropped,
-            if restored.uploads_dropped == 1 {
-                " was"
-            } else {
-                "s were"
-            }
+            was_were(restored.uploads_dropped)
         ));
     }
     for missing in &m.missing {
@@ -267,6 +255,11 @@ fn bytes(n: u64) -> String {
     } else {
         format!("{:.1} MiB", n as f64 / MIB)
     }
+}
+
+/// The ending of a count's noun and its verb: "1 job was", "2 jobs were".
+fn was_were(n: u64) -> &'static str {
+    if n == 1 { " was" } else { "s were" }
 }
 
 #[cfg(test)]

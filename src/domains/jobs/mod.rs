@@ -181,6 +181,21 @@ pub struct Job {
 }
 
 impl Job {
+    /// Back in the queue to run from the start: what a run recorded is forgotten (its logs,
+    /// in the log store, are the caller's to delete in the same transaction).
+    fn queue_again(&mut self) {
+        self.state = JobState::InQueue;
+        self.response = None;
+        self.used_cpu = 0.0;
+        self.used_memory = 0;
+        self.used_io = 0;
+        self.started = None;
+        self.finished = None;
+        self.error = None;
+        self.kill_requested = false;
+        self.log = logs::LogCursor::default();
+    }
+
     /// Its facets in the list index.
     fn facets(&self) -> [Facet; 2] {
         [
@@ -682,16 +697,7 @@ pub fn submit(
         let Some(mut job) = load_job(&txn, *id)? else {
             continue;
         };
-        job.state = JobState::InQueue;
-        job.response = None;
-        job.used_cpu = 0.0;
-        job.used_memory = 0;
-        job.used_io = 0;
-        job.started = None;
-        job.finished = None;
-        job.error = None;
-        job.kill_requested = false;
-        job.log = logs::LogCursor::default();
+        job.queue_again();
         logs::delete_logs(&txn, job.id)?;
         save_job(&txn, &job)?;
         states.push((job.id, job.state));
@@ -889,15 +895,7 @@ pub(crate) fn requeue_interrupted(store: &Store) -> Result<(u64, u64)> {
             job.kill_requested = false;
             killed.push((job.pipeline, job.id));
         } else {
-            job.state = JobState::InQueue;
-            job.response = None;
-            job.used_cpu = 0.0;
-            job.used_memory = 0;
-            job.used_io = 0;
-            job.started = None;
-            job.finished = None;
-            job.error = None;
-            job.log = logs::LogCursor::default();
+            job.queue_again();
             logs::delete_logs(&txn, job.id)?;
             requeued += 1;
         }
