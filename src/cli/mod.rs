@@ -1,14 +1,16 @@
 //! cli: the command line. `dtaas serve` (the appliance), `dtaas admin ...` (administration on
-//! the server's machine), `dtaas openapi`. Client commands (login, upload, ...) join this tree.
+//! the server's machine), `dtaas openapi`, and the client's commands (`dtaas login`, `list`,
+//! `servable run`, ...: `client`), flattened into the same tree.
 
 mod admin;
 mod backup;
+pub mod client;
 
 use crate::core::clock::SystemClock;
 use crate::core::config::{Config, LogFormat, Override, RegistrationMode};
 use crate::faces::admin::AdminRequest;
 use admin::Via;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +20,13 @@ use std::sync::Arc;
 #[command(
     name = "dtaas",
     version,
-    about = "A single-node Data Trust appliance and its client"
+    about = "A single-node Data Trust appliance and its client",
+    after_help = "Examples:
+  dtaas serve                                   run the appliance
+  dtaas login https://dtaas.example:5000        sign in (keeps an API key in a profile)
+  dtaas list servables --type app
+  eval \"$(dtaas export)\"                        DTAAS_URL and DTAAS_API_KEY for scripts
+  dtaas <command> --help                        more on a command"
 )]
 pub struct Cli {
     /// Server configuration file (TOML) [default: /etc/dtaas/dtaas.toml when it exists]. Also
@@ -29,6 +37,8 @@ pub struct Cli {
     /// (DTAAS_DATA_DIR).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    client: client::ClientFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,11 +62,20 @@ fn config_file(named: Option<&PathBuf>) -> Option<PathBuf> {
 #[derive(Subcommand)]
 enum Command {
     /// Run the appliance.
+    #[command(
+        after_help = "Examples:\n  dtaas serve\n  dtaas serve --listen 0.0.0.0:5000 --tls-mode on\n  dtaas serve --print-config"
+    )]
     Serve(ServeArgs),
     /// Administer a server on this machine (through its admin socket, or its stopped database).
+    #[command(
+        after_help = "Examples:\n  sudo dtaas admin create-user alice --admin\n  sudo dtaas admin list-users\n  sudo dtaas admin backup /srv/backups/dtaas-monday"
+    )]
     Admin(AdminArgs),
     /// Print the OpenAPI document of the /v1 API (as served at /v1/doc/openapi.json).
+    #[command(after_help = "Examples:\n  dtaas openapi > openapi.json")]
     Openapi,
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 #[derive(Args)]
@@ -150,6 +169,9 @@ struct AdminArgs {
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Create a confirmed account (prints a generated password unless one is given).
+    #[command(
+        after_help = "Examples:\n  sudo dtaas admin create-user alice --admin --email alice@example.org\n  echo \"$PASSWORD\" | sudo dtaas admin create-user bob --password-stdin"
+    )]
     CreateUser {
         login: String,
         #[arg(long)]
@@ -162,25 +184,34 @@ enum AdminCommand {
         password_stdin: bool,
     },
     /// Disable an account and end its sessions.
+    #[command(after_help = "Examples:\n  sudo dtaas admin disable-user bob")]
     DisableUser { login: String },
     /// Enable a disabled account.
+    #[command(after_help = "Examples:\n  sudo dtaas admin enable-user bob")]
     EnableUser { login: String },
     /// Set a new password (generated unless --password-stdin) and end the account's sessions.
+    #[command(after_help = "Examples:\n  sudo dtaas admin reset-password bob")]
     ResetPassword {
         login: String,
         #[arg(long)]
         password_stdin: bool,
     },
     /// Open or close self-registration.
+    #[command(after_help = "Examples:\n  sudo dtaas admin set-registration open")]
     SetRegistration { mode: RegistrationMode },
     /// List accounts.
+    #[command(after_help = "Examples:\n  sudo dtaas admin list-users")]
     ListUsers,
     /// Write a consistent copy of the database and of the files it refers to (registry blobs,
     /// job attachments and results, build contexts, the generated TLS certificate) to PATH, a
     /// new or empty directory. A running server keeps running.
+    #[command(after_help = "Examples:\n  sudo dtaas admin backup /srv/backups/dtaas-$(date +%F)")]
     Backup { path: PathBuf },
     /// Put a backup in place as the data directory of a stopped server. Every checksum is
     /// verified first; jobs that were running when it was taken are queued to run again.
+    #[command(
+        after_help = "Examples:\n  sudo dtaas admin restore /srv/backups/dtaas-monday --verify-only\n  sudo systemctl stop dtaas && sudo dtaas admin restore /srv/backups/dtaas-monday --force"
+    )]
     Restore {
         path: PathBuf,
         /// Replace a data directory that is not empty (its contents are kept next to it, as
@@ -197,6 +228,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
         crate::server::tune_allocator();
+    }
+    if let Command::Client(client::ClientCommand::Completions { shell }) = cli.command {
+        client::completions(shell, Cli::command());
+        return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -229,6 +264,7 @@ fn load_config(file: Option<&PathBuf>, flags: &ServerFlags) -> Result<Config, St
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Client(command) => client::run(cli.client, command).await,
         Command::Serve(mut args) => {
             args.server.data_dir = cli.data_dir.clone();
             let config = load_config(cli.config.as_ref(), &args.server)?;
@@ -345,5 +381,16 @@ fn init_logging(config: &Config) {
     };
     if let Err(e) = result {
         eprintln!("dtaas: logging already initialised: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Names used twice (a global flag and a command's own), bad defaults, ...
+        Cli::command().debug_assert();
     }
 }

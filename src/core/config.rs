@@ -502,6 +502,7 @@ pub const CLIENT_ENV_VARS: &[&str] = &[
     "DTAAS_LOGIN",
     "DTAAS_PASSWORD",
     "DTAAS_INSECURE",
+    "DTAAS_CA_CERT",
     "DTAAS_CLIENT_CONFIG",
 ];
 
@@ -894,6 +895,8 @@ mod tests {
             ("DTAAS_URL", "http://h"),
             ("DTAAS_CONFIG", "/nowhere.toml"),
             ("DTAAS_API_KEY", "k"),
+            ("DTAAS_CA_CERT", "/x/ca.crt"),
+            ("DTAAS_INSECURE", "1"),
         ])
         .unwrap();
         assert_eq!(c, load_env(&[]).unwrap());

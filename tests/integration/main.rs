@@ -12,6 +12,7 @@ mod accounts;
 mod admin;
 mod backup;
 mod builds;
+mod client;
 mod config;
 mod engine;
 mod fuzz;
