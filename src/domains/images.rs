@@ -74,7 +74,7 @@ pub fn image_tag(id: Id) -> String {
     format!("dtaas/image-{id}:latest")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum BuildState {
     Pending,
@@ -87,6 +87,23 @@ pub enum BuildState {
 }
 
 impl BuildState {
+    pub const ALL: [BuildState; 4] = [
+        BuildState::Pending,
+        BuildState::Success,
+        BuildState::Failed,
+        BuildState::Failure,
+    ];
+
+    /// Its name as the API spells it (`PENDING`, ...).
+    pub fn api_name(self) -> &'static str {
+        match self {
+            BuildState::Pending => "PENDING",
+            BuildState::Success => "SUCCESS",
+            BuildState::Failed => "FAILED",
+            BuildState::Failure => "FAILURE",
+        }
+    }
+
     /// Its name in metrics and logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -363,6 +380,51 @@ pub fn build_for(store: &Store, caller: &Principal, id: Id) -> Result<Build> {
 /// A page of the images the caller may read, oldest first.
 pub fn list_images(store: &Store, caller: &Principal, page: PageRequest) -> Result<Page<Image>> {
     authz::readable_page(store, IMAGES, caller, Kind::Image, &[], page)
+}
+
+/// A page of the images the caller may read whose name holds `name` (compared ignoring case),
+/// oldest first; a search examines at most `authz::SCAN_BUDGET` readable images per page.
+pub fn search_images(
+    store: &Store,
+    caller: &Principal,
+    name: &str,
+    page: PageRequest,
+) -> Result<Page<Image>> {
+    let needle = name.to_lowercase();
+    authz::readable_page_where(
+        store,
+        IMAGES,
+        caller,
+        Kind::Image,
+        &[],
+        page,
+        |i: &Image| i.name.to_lowercase().contains(&needle),
+    )
+}
+
+/// What build lists filter on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildFilter {
+    pub image: Option<Id>,
+    pub state: Option<BuildState>,
+}
+
+/// A page of the builds the caller may read, oldest first, through the list index (a build's
+/// facets are its state and its image).
+pub fn list_builds(
+    store: &Store,
+    caller: &Principal,
+    filter: BuildFilter,
+    page: PageRequest,
+) -> Result<Page<Build>> {
+    let mut facets = Vec::new();
+    if let Some(state) = filter.state {
+        facets.push(Facet::State(state.code()));
+    }
+    if let Some(image) = filter.image {
+        facets.push(Facet::Parent(image));
+    }
+    authz::readable_page(store, BUILDS, caller, Kind::Build, &facets, page)
 }
 
 /// Records a finished build and, on success, the image's new engine id and registry

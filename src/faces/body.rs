@@ -85,7 +85,8 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// A JSON body, with JSON errors (for /v1, where forms are not accepted). The body must be
-/// sent as JSON (`Content-Type: application/json`); an empty body is `{}`.
+/// sent as JSON (`Content-Type: application/json`) and be an object, as every /v1 body is (a
+/// struct would otherwise also take its fields as an array); an empty body is `{}`.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -109,6 +110,11 @@ where
         } else {
             &bytes
         };
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(Error::bad_request(
+                "invalid JSON: the body must be an object",
+            ));
+        }
         serde_json::from_slice(bytes)
             .map(JsonBody)
             .map_err(|e| Error::bad_request(format!("invalid JSON: {e}")))

@@ -201,6 +201,34 @@ where
     Ok(q.with_next(next, json_bytes(body)))
 }
 
+/// A page of a /v1 list ordered by name rather than by id (users by login, a repository's
+/// tags): `fetch` reads the items and the cursor of the next page (the last name, when more
+/// follow), each item becomes its view with `view`, and the array is serialized, all on the
+/// blocking pool; the headers are [`page_response`]'s.
+pub async fn named_page_response<T, V, F, M>(
+    app: &App,
+    q: &ListQuery,
+    fetch: F,
+    view: M,
+) -> Result<Response>
+where
+    F: FnOnce(&App) -> Result<(Vec<T>, Option<String>)> + Send + 'static,
+    M: Fn(&App, T) -> V + Send + 'static,
+    V: Serialize,
+    T: Send + 'static,
+{
+    let (body, next) = app
+        .listing(move |app| {
+            let (items, next) = fetch(app)?;
+            let items: Vec<V> = items.into_iter().map(|t| view(app, t)).collect();
+            let body = serde_json::to_vec(&items)
+                .map_err(|e| Error::internal(format!("serializing a page: {e}")))?;
+            Ok((body, next))
+        })
+        .await?;
+    Ok(q.with_next(next, json_bytes(body)))
+}
+
 /// A response of JSON already serialized.
 fn json_bytes(body: Vec<u8>) -> Response {
     let mut response = Body::from(body).into_response();

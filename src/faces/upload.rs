@@ -133,6 +133,27 @@ impl Upload {
         }
     }
 
+    /// Refuses what a form that states its fields does not take (/v1's): a text field not
+    /// named in `text`, a text field given more than once, a file under a field not named in
+    /// `files`.
+    pub fn check_fields(&self, text: &[&str], files: &[&str]) -> Result<()> {
+        for (i, (key, _)) in self.fields.iter().enumerate() {
+            if !text.contains(&key.as_str()) {
+                return Err(Error::bad_request(if files.contains(&key.as_str()) {
+                    format!("`{key}` takes files (parts with a file name), not text")
+                } else {
+                    format!("unexpected field `{key}`")
+                }));
+            }
+            if self.fields[..i].iter().any(|(k, _)| k == key) {
+                return Err(Error::bad_request(format!(
+                    "`{key}` is given more than once"
+                )));
+            }
+        }
+        self.only_files_in(files)
+    }
+
     /// A field sent as text or as a small file (e.g. `-F dockerfile=@Dockerfile`).
     pub fn text_or_file(&self, key: &str) -> Result<Option<String>> {
         if let Some(v) = self.text(key) {

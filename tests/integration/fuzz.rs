@@ -3,8 +3,9 @@
 //! document allows accepted and those it forbids refused, authentication enforced, what is
 //! created readable and what is deleted gone.
 //!
-//! The fuzzed user owns a few objects made before the run (a finished job with logs and a
-//! result, a prototype, a servable and its instance, a trust), whose ids schemathesis draws
+//! The fuzzed user owns a few objects made before the run (an image and its build, a finished
+//! job with logs and a result, a registry repository with a tag, a prototype, a servable and
+//! its instance, a trust), whose ids schemathesis draws
 //! from a dictionary for ids and names, so that it reaches past "not found". Settings:
 //! `tests/schemathesis.toml`; the manifest rules no schema can state: `tests/schemathesis_hooks.py`.
 //!
@@ -75,7 +76,7 @@ async fn schemathesis_finds_no_failure_on_v1() {
         out.status
     );
     // A run that tested nothing would pass too.
-    assert!(stdout.contains("Tested: 42"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Tested: 63"), "{stdout}\n{stderr}");
     println!("{stdout}");
 }
 
@@ -112,8 +113,9 @@ struct Seeds {
     values: Vec<String>,
 }
 
-/// A finished job with logs and a result, a pipeline prototype (by id and `name:tag`), a
-/// servable of it with an instance that ran, and a trust; the user's login and id too.
+/// An image and its build, a finished job with logs and a result, a repository with the tag
+/// `1`, a pipeline prototype (by id and `name:tag`), a servable of it with an instance that
+/// ran, and a trust; the user's login and id too.
 async fn seed_objects(server: &TestServer, k: &Kabuto) -> Seeds {
     let image = k.busybox().await;
     let pipeline = k.pipeline("fuzzed").await;
@@ -157,11 +159,21 @@ async fn seed_objects(server: &TestServer, k: &Kabuto) -> Seeds {
     let (status, body) = api.post("/trusts", json!({"name": "fuzzed"})).await;
     assert_eq!(status, 201, "{body}");
     let trust = body["id"].as_str().expect("trust id").to_owned();
+    let (status, view) = api.get(&format!("/images/{image}")).await;
+    assert_eq!(status, 200, "{view}");
+    let build = view["last_build"].as_str().expect("build id").to_owned();
+    let (status, found) = api.get(&format!("/repositories?name={name}")).await;
+    assert_eq!(status, 200, "{found}");
+    let repository = found[0]["id"].as_str().expect("repository id").to_owned();
     let (status, me) = api.get("/me").await;
     assert_eq!(status, 200, "{me}");
     let user = me["id"].as_str().expect("user id").to_owned();
     Seeds {
         values: vec![
+            image,
+            build,
+            repository,
+            "1".to_owned(),
             job,
             pipeline,
             prototype,

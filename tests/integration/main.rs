@@ -29,3 +29,4 @@ mod scale;
 mod security;
 mod servables;
 mod tls;
+mod v1_api;

@@ -32,6 +32,12 @@ async fn served_document_matches_the_committed_copy() {
         "/v1/delegation-requests/{id}/grant",
         "/v1/jobs/{id}/logs",
         "/v1/api-keys",
+        "/v1/images/{id}/builds",
+        "/v1/builds/{id}",
+        "/v1/pipelines/{id}/jobs",
+        "/v1/pipelines/{id}/submit",
+        "/v1/repositories/{id}/tags",
+        "/v1/users",
     ] {
         assert!(paths.contains_key(path), "{path} is not documented");
     }

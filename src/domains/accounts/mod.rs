@@ -22,9 +22,9 @@ pub use sessions::{
     NewSession, Session, SessionPolicy, create_session, delete_session, live_session,
 };
 pub use users::{
-    NewUser, User, confirm, create_user, find_user_by_login, get_user, list_users, namespace_of,
-    registration_mode, set_disabled, set_password, set_registration_mode, set_setting, setting,
-    validate_new_account,
+    NewUser, User, confirm, create_user, discoverable_users, find_user_by_login, get_user,
+    list_users, namespace_of, registration_mode, set_disabled, set_password, set_registration_mode,
+    set_setting, setting, validate_new_account,
 };
 
 use crate::core::error::{Error, Result};

@@ -207,6 +207,55 @@ pub fn find_user_by_login(store: &Store, login: &str) -> Result<Option<User>> {
     }
 }
 
+/// The users `caller` may DISCOVER (every user may discover every other through the grant to
+/// `authz::ALL_USERS`, unless that user took it back), in login order (compared ignoring case):
+/// those whose login starts with `prefix`, after the login `after`, at most `limit` of them, and
+/// whether more may follow. Reads the login index from the position on: O(limit + the users in
+/// the range the caller may not discover), whatever the number of users outside the range.
+pub fn discoverable_users(
+    store: &Store,
+    caller: &authz::Principal,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<User>, bool)> {
+    use std::ops::Bound;
+    let prefix = prefix.to_lowercase();
+    let after = after.map(str::to_lowercase);
+    let start = match &after {
+        Some(a) if a.as_str() >= prefix.as_str() => Bound::Excluded(a.as_str()),
+        _ => Bound::Included(prefix.as_str()),
+    };
+    let txn = store.read()?;
+    let acl = authz::Acl::read(&txn)?;
+    let logins = txn.open_table(USER_LOGINS)?;
+    let users = txn.open_table(USERS)?;
+    let mut out = Vec::new();
+    for entry in logins.range::<&str>((start, Bound::Unbounded))? {
+        let (login, id) = entry?;
+        if !login.value().starts_with(prefix.as_str()) {
+            break;
+        }
+        let id = Id(id.value());
+        let Some(meta) = acl.object(id)? else {
+            continue;
+        };
+        if !acl
+            .caps(caller, &meta)?
+            .contains(authz::Capability::Discover)
+        {
+            continue;
+        }
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        if let Some(v) = users.get(id.0)? {
+            out.push(decode(v.value())?);
+        }
+    }
+    Ok((out, false))
+}
+
 pub fn list_users(store: &Store) -> Result<Vec<User>> {
     let txn = store.read()?;
     let users = txn.open_table(USERS)?;

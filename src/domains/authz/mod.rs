@@ -715,6 +715,64 @@ pub fn readable_page<T: serde::de::DeserializeOwned>(
     records_page(&txn, table, ids, more)
 }
 
+/// How many readable objects a page filtered by what the list index does not hold (a name
+/// search) examines at most: a search matching little costs a bounded amount per request, and
+/// its page then answers what it found with a cursor that leads on.
+pub const SCAN_BUDGET: usize = 10_000;
+
+/// A page of the records of `kind` that `principal` may READ, having every facet of `filter`,
+/// that `keep` accepts (a filter the list index cannot answer, such as a name search): the
+/// readable records are read from the index in id order from the page's position, and at most
+/// [`SCAN_BUDGET`] of them are examined. `next` is set when the page is full and records
+/// follow it, or when the budget ran out first: a page may then hold fewer than `limit` items
+/// (even none) while more may follow. Cost: O(examined × holders × log n), whatever the store
+/// holds beyond what the caller may read.
+pub fn readable_page_where<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    table: TableDefinition<u128, &[u8]>,
+    principal: &Principal,
+    kind: Kind,
+    filter: &[Facet],
+    page: PageRequest,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Page<T>> {
+    let txn = store.read()?;
+    let records = txn.open_table(table)?;
+    let mut items = Vec::new();
+    let mut after = page.after;
+    let mut examined = 0usize;
+    loop {
+        let chunk = (SCAN_BUDGET - examined).min(crate::core::page::MAX_LIMIT);
+        let request = PageRequest {
+            after,
+            limit: chunk,
+        };
+        let (ids, more) = readable_ids(&txn, principal, kind, filter, request)?;
+        for (i, id) in ids.iter().enumerate() {
+            examined += 1;
+            after = Some(*id);
+            if let Some(record) = get_record::<T>(&records, *id)?
+                && keep(&record)
+            {
+                items.push(record);
+                if items.len() == page.limit {
+                    let follows = more || i + 1 < ids.len();
+                    return Ok(Page {
+                        items,
+                        next: follows.then_some(*id),
+                    });
+                }
+            }
+        }
+        if !more {
+            return Ok(Page { items, next: None });
+        }
+        if examined >= SCAN_BUDGET {
+            return Ok(Page { items, next: after });
+        }
+    }
+}
+
 /// A page of the records of `kind` that `holder` reads in its own name (see [`own_ids`]).
 pub fn own_page<T: serde::de::DeserializeOwned>(
     store: &Store,
@@ -1387,6 +1445,67 @@ mod tests {
             limit: 2,
         };
         assert_eq!(names(&alice, second), (ids(&[private, public]), None));
+    }
+
+    /// A filter the index cannot answer: pages hold what matches among what the principal may
+    /// read, and a page that examined `SCAN_BUDGET` records answers with a cursor that leads on.
+    #[test]
+    fn readable_page_where_filters_what_may_be_read_within_a_budget() {
+        let w = world();
+        let alice = user("alice");
+        let bob = user("bob");
+        // Alice owns nine in ten: more than the budget.
+        let n = SCAN_BUDGET + SCAN_BUDGET / 5;
+        let last = n - 2;
+        let mut made = Vec::new();
+        w.write(|txn| {
+            for i in 0..n {
+                let id = Id::new();
+                let owner = if i % 10 == 9 { &bob } else { &alice };
+                let meta = ObjectMeta {
+                    id,
+                    kind: Kind::Image,
+                    owner: Some(owner.id),
+                    created: chrono::Utc::now(),
+                };
+                create_object(txn, &meta).unwrap();
+                let name = if i == 3 || i == 4 || i == 9 || i == last {
+                    format!("match {i}")
+                } else {
+                    format!("other {i}")
+                };
+                put_record(txn, THINGS, id, &Thing { name }).unwrap();
+                made.push(id);
+            }
+        });
+        let search = |p: &Principal, page: PageRequest| {
+            let page =
+                readable_page_where(&w.store, THINGS, p, Kind::Image, &[], page, |t: &Thing| {
+                    t.name.starts_with("match")
+                })
+                .unwrap();
+            let names: Vec<String> = page.items.into_iter().map(|t| t.name).collect();
+            (names, page.next)
+        };
+        // Alice does not read bob's `match 9`; a full page says where to go on.
+        let first = search(&alice, PageRequest::first(1));
+        assert_eq!(first, (vec!["match 3".to_owned()], Some(made[3])));
+        let after = |id| PageRequest {
+            after: Some(id),
+            limit: 10,
+        };
+        // The budget runs out before the last match: what was found, and the cursor of the last
+        // record examined.
+        let (names, next) = search(&alice, after(made[3]));
+        assert_eq!(names, vec!["match 4".to_owned()]);
+        let next = next.expect("the budget ran out");
+        assert!(next > made[4] && next < made[last]);
+        let (names, next) = search(&alice, after(next));
+        assert_eq!((names, next), (vec![format!("match {last}")], None));
+        assert_eq!(
+            search(&bob, PageRequest::default()).0,
+            vec!["match 9".to_owned()]
+        );
     }
 
     /// The index against the check it stands for: after every step of a random history of

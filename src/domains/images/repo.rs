@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
 /// The longest `repo_url` taken.
-const MAX_URL: usize = 2048;
+pub const MAX_URL: usize = 2048;
 
 /// The transports a remote repository may be reached over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +143,32 @@ fn bracket(host: &str) -> String {
 
 /// The accepted forms, for messages.
 pub const ACCEPTED: &str = "https://, http://, ssh://, git:// or user@host:path";
+
+/// The forms of `repo_url` the JSON API documents (`/v1`), as one regular expression that
+/// JSON Schema, Python and Rust read alike: printable ASCII only; `https://`, `http://` and
+/// `git://` addresses without a user, `ssh://` ones with an optional user, each with a host
+/// name (no IPv6 literal), an optional port from 1 to 65535 without leading zeros and an
+/// optional path (no `#`); the scp-like `user@host:path` (no `:` in the path, which does not
+/// start with `//`); and absolute
+/// paths on the server (no `#`, `%`, `?` or `:`). Every string it matches, [`parse_repo_url`]
+/// takes (a unit test checks it); kabuto's `POST /image` takes the other forms too.
+pub const DOCUMENTED_PATTERN: &str = concat!(
+    r"^(?:(?:(?:https?|git)://|ssh://(?:[A-Za-z0-9._][A-Za-z0-9._-]*@)?)",
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}",
+    r"(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(?:[/?][\x21\x22\x24-\x7e]*)?",
+    r"|[A-Za-z0-9._][A-Za-z0-9._-]*@[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}:",
+    r"(?:[A-Za-z0-9._~][\x21\x22\x24-\x39\x3b-\x7e]*",
+    r"|/(?:[\x21\x22\x24-\x2e\x30-\x39\x3b-\x7e][\x21\x22\x24-\x39\x3b-\x7e]*)?)",
+    r"|/[\x21\x22\x24\x26-\x39\x3b-\x3e\x40-\x7e]*)$"
+);
+
+/// Whether `url` has one of the [`DOCUMENTED_PATTERN`] forms (at most [`MAX_URL`] long).
+pub fn documented_form(url: &str) -> bool {
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(DOCUMENTED_PATTERN).ok());
+    url.len() <= MAX_URL && PATTERN.as_ref().is_some_and(|p| p.is_match(url))
+}
 
 /// Reads `repo_url`: a remote repository, or a path on the server's disk, or why neither.
 pub fn parse_repo_url(url: &str) -> Result<RepoSource, String> {
@@ -505,5 +531,91 @@ mod tests {
         assert!(refused("-oProxyCommand=x:r").contains("'-'"));
         assert!(refused("https://h/r#frag").contains("fragment"));
         assert!(refused("").contains("empty"));
+    }
+
+    #[test]
+    fn the_documented_pattern_compiles() {
+        assert!(regex::Regex::new(DOCUMENTED_PATTERN).is_ok());
+    }
+
+    #[test]
+    fn the_documented_forms_are_taken_and_stay_within_what_is_parsed() {
+        for url in [
+            "https://example.org/group/repo.git",
+            "http://h:8080/r?x=1",
+            "git://h/r",
+            "ssh://git@h:22/r",
+            "ssh://h/r",
+            "git@github.com:group/repo.git",
+            "u@h:~/r",
+            "/srv/repos/r",
+            "/",
+            "https://h",
+            "https://h:65535",
+            "https://h?q",
+        ] {
+            assert!(documented_form(url), "{url}");
+            assert!(parse_repo_url(url).is_ok(), "{url}");
+        }
+        for url in [
+            "",
+            "https://user:pw@h/r",
+            "git://u@h/r",
+            "https://[::1]/r",
+            "https://h:0/r",
+            "https://h:080/r",
+            "https://h:65536/r",
+            "HTTPS://h/r",
+            "h:r",
+            "u@h:a:b",
+            "/a:b",
+            "/a%20b",
+            "file:///srv/r",
+            "https://h/r#x",
+            "https://h/r\n",
+            "https://h/\u{e9}",
+            "-u@h:r",
+            "u@h:-r",
+        ] {
+            assert!(!documented_form(url), "{url}");
+        }
+        // Everything the pattern matches over an alphabet of the characters that matter, up
+        // to a length, is parsed.
+        let alphabet: Vec<char> = "h@:/?#%[]-._0a".chars().collect();
+        let prefixes = ["https://", "ssh://", "git://", "u@", "/", ""];
+        let mut tried = 0;
+        for prefix in prefixes {
+            let mut words = vec![String::new()];
+            for _ in 0..4 {
+                let mut next = Vec::new();
+                for w in &words {
+                    for c in &alphabet {
+                        let mut x = w.clone();
+                        x.push(*c);
+                        next.push(x);
+                    }
+                }
+                for w in &next {
+                    let url = format!("{prefix}{w}");
+                    tried += 1;
+                    if documented_form(&url) {
+                        assert!(
+                            parse_repo_url(&url).is_ok(),
+                            "{url:?} matches, but is refused"
+                        );
+                    }
+                }
+                words = next;
+            }
+        }
+        assert!(tried > 200_000, "{tried}");
+        assert!(documented_form(&format!(
+            "https://h/{}",
+            "a".repeat(MAX_URL - 10)
+        )));
+        assert!(!documented_form(&format!(
+            "https://h/{}",
+            "a".repeat(MAX_URL)
+        )));
     }
 }

@@ -11,6 +11,8 @@
 //! On disk: `<data>/jobs/<job id>/inbox/` (attachments, only for a job that has some) and
 //! `<data>/jobs/<job id>/result.zip`.
 
+#[cfg(test)]
+mod command_tests;
 pub mod results;
 
 use super::logs;
@@ -369,6 +371,108 @@ pub fn list_pipelines(
     authz::readable_page(store, PIPELINES, caller, Kind::Pipeline, &[], page)
 }
 
+/// A page of the pipelines the caller may read whose name holds `name` (compared ignoring
+/// case); a search examines at most `authz::SCAN_BUDGET` readable pipelines per page.
+pub fn search_pipelines(
+    store: &Store,
+    caller: &Principal,
+    name: &str,
+    page: PageRequest,
+) -> Result<Page<Pipeline>> {
+    let needle = name.to_lowercase();
+    authz::readable_page_where(
+        store,
+        PIPELINES,
+        caller,
+        Kind::Pipeline,
+        &[],
+        page,
+        |p: &Pipeline| p.name.to_lowercase().contains(&needle),
+    )
+}
+
+/// Whether a pipeline is queued or running (its jobs can be added, removed or reordered once
+/// it ends).
+pub fn is_busy(store: &Store, pipeline: &Pipeline) -> Result<bool> {
+    if pipeline.queued.is_some() {
+        return Ok(true);
+    }
+    let txn = store.read()?;
+    let jobs = txn.open_table(JOBS)?;
+    for id in &pipeline.jobs {
+        if get::<Job>(&jobs, *id)?.is_some_and(|j| j.state.is_active()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn busy_conflict() -> Error {
+    Error::conflict(
+        "the pipeline is queued or running; its jobs can be added, removed or reordered once it \
+         ends",
+    )
+}
+
+/// What `PATCH /v1/pipelines/<id>` changes: the name, and the order of the jobs (every job of
+/// the pipeline exactly once).
+pub struct PipelineEdit {
+    pub name: Option<String>,
+    pub order: Option<Vec<Id>>,
+}
+
+/// Renames a pipeline and reorders its jobs (UPDATE). An order naming a job twice is malformed
+/// (400); one that is not the pipeline's jobs as they are now, or a reorder while the pipeline
+/// is queued or running, conflicts with its state (409).
+pub fn edit_pipeline(
+    store: &Store,
+    caller: &Principal,
+    id: Id,
+    edit: PipelineEdit,
+) -> Result<Pipeline> {
+    let name = match &edit.name {
+        Some(n) => Some(names::display_name(n)?.to_owned()),
+        None => None,
+    };
+    if let Some(order) = &edit.order {
+        let mut sorted = order.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != order.len() {
+            return Err(Error::bad_request("jobs: a job is listed more than once"));
+        }
+    }
+    let txn = store.write()?;
+    Acl::write(&txn)?.check(caller, id, Kind::Pipeline, Capability::Update)?;
+    let mut pipeline: Pipeline = get(&txn.open_table(PIPELINES)?, id)?
+        .ok_or_else(|| Error::not_found("Pipeline not found"))?;
+    if let Some(order) = edit.order
+        && order != pipeline.jobs
+    {
+        if pipeline_busy(&txn, &pipeline)? {
+            return Err(busy_conflict());
+        }
+        let mut given = order.clone();
+        given.sort();
+        let mut current = pipeline.jobs.clone();
+        current.sort();
+        if given != current {
+            return Err(Error::conflict(format!(
+                "jobs must list every job of the pipeline exactly once: it has {}, listed in \
+                 its `jobs`",
+                pipeline.jobs.len()
+            )));
+        }
+        pipeline.jobs = order;
+    }
+    if let Some(name) = name {
+        pipeline.name = name;
+    }
+    put(&txn, PIPELINES, pipeline.id, &pipeline)?;
+    txn.commit()?;
+    Ok(pipeline)
+}
+
 /// The jobs of a pipeline, in order.
 pub fn pipeline_jobs(store: &Store, pipeline: &Pipeline) -> Result<Vec<Job>> {
     let txn = store.read()?;
@@ -481,6 +585,23 @@ pub fn delete_pipeline(store: &Store, caller: &Principal, id: Id) -> Result<Vec<
 
 // ---- jobs ----
 
+/// The commands [`split_command`] takes, as one regular expression that JSON Schema, Python
+/// and Rust read alike (a unit test checks that the two agree): quotes closed, and at least
+/// one word outside comments. Words are separated by spaces, tabs and newlines; `'...'` and
+/// `"..."` quote (a backslash escapes inside double quotes and outside quotes), a backslash
+/// before a newline continues the line, and `#` at the start of a word comments to the end
+/// of the line.
+pub const COMMAND_PATTERN: &str = concat!(
+    r#"^(?:(?:[ \t\n]|\\\n|#[^\n]*\n)*"#,
+    r#"(?:[^ \t\n'"\\#]|\\[^\n]|'[^']*'|"(?:[^"\\]|\\[\s\S])*")"#,
+    r#"(?:[^ \t\n'"\\]|\\[\s\S]|'[^']*'|"(?:[^"\\]|\\[\s\S])*")*"#,
+    r#"(?:[ \t\n](?:[ \t\n]|\\\n|#[^\n]*\n)*"#,
+    r#"(?:[^ \t\n'"\\#]|\\[^\n]|'[^']*'|"(?:[^"\\]|\\[\s\S])*")"#,
+    r#"(?:[^ \t\n'"\\]|\\[\s\S]|'[^']*'|"(?:[^"\\]|\\[\s\S])*")*)*"#,
+    r#"(?:[ \t\n](?:[ \t\n]|\\\n|#[^\n]*\n)*(?:#[^\n]*)?)?\\?"#,
+    r#"|(?:[ \t\n]|\\\n|#[^\n]*\n)*\\)$"#
+);
+
 /// Splits a command the way a shell would (kabuto's clients send `sh -c "..."`).
 pub fn split_command(command: &str) -> Result<Vec<String>> {
     let words = shell_words::split(command)
@@ -506,9 +627,37 @@ pub fn create_job(
     new: NewJob,
     now: Timestamp,
 ) -> Result<Job> {
+    insert_job(store, data_dir, caller, pipeline, new, now, false)
+}
+
+/// Adds a job at the end of a pipeline that is not queued or running (409 if it is: a job added
+/// then would not run in that submission). UPDATE on the pipeline, READ on the image.
+pub fn add_job(
+    store: &Store,
+    data_dir: &Path,
+    caller: &Principal,
+    pipeline: Id,
+    new: NewJob,
+    now: Timestamp,
+) -> Result<Job> {
+    insert_job(store, data_dir, caller, pipeline, new, now, true)
+}
+
+fn insert_job(
+    store: &Store,
+    data_dir: &Path,
+    caller: &Principal,
+    pipeline: Id,
+    new: NewJob,
+    now: Timestamp,
+    only_when_idle: bool,
+) -> Result<Job> {
     split_command(&new.command)?;
-    pipeline_for(store, caller, pipeline, Capability::Update)?;
+    let p = pipeline_for(store, caller, pipeline, Capability::Update)?;
     super::images::image_for(store, caller, new.image, Capability::Read)?;
+    if only_when_idle && is_busy(store, &p)? {
+        return Err(busy_conflict());
+    }
     let job = Job {
         id: Id::new(),
         owner: caller.id,
@@ -529,12 +678,26 @@ pub fn create_job(
         log: logs::LogCursor::default(),
     };
     place_attachments(data_dir, job.id, &new.attachments, false)?;
+    let recorded = record_job(store, &job, only_when_idle, now);
+    if recorded.is_err() {
+        // Nothing refers to the attachments just placed.
+        let _ = std::fs::remove_dir_all(job_dir(data_dir, job.id));
+    }
+    recorded.map(|()| job)
+}
+
+/// Appends a new job to its pipeline, in one write transaction.
+fn record_job(store: &Store, job: &Job, only_when_idle: bool, now: Timestamp) -> Result<()> {
+    let pipeline = job.pipeline;
     let txn = store.write()?;
     let mut p: Pipeline = get(&txn.open_table(PIPELINES)?, pipeline)?
         .ok_or_else(|| Error::not_found("Pipeline not found"))?;
+    if only_when_idle && pipeline_busy(&txn, &p)? {
+        return Err(busy_conflict());
+    }
     p.jobs.push(job.id);
     put(&txn, PIPELINES, p.id, &p)?;
-    save_job(&txn, &job)?;
+    save_job(&txn, job)?;
     authz::create_object(
         &txn,
         &ObjectMeta {
@@ -545,7 +708,7 @@ pub fn create_job(
         },
     )?;
     txn.commit()?;
-    Ok(job)
+    Ok(())
 }
 
 fn place_attachments(
@@ -670,17 +833,63 @@ pub fn delete_job(store: &Store, caller: &Principal, pipeline: Id, id: Id) -> Re
     Ok(job)
 }
 
+/// Removes a job from its pipeline and deletes it (DELETE on the job), unless the pipeline is
+/// queued or running (409). The job's files are the caller's to delete.
+pub fn remove_job(store: &Store, caller: &Principal, id: Id) -> Result<Job> {
+    let txn = store.write()?;
+    Acl::write(&txn)?.check(caller, id, Kind::Job, Capability::Delete)?;
+    let job = load_job(&txn, id)?.ok_or_else(|| Error::not_found("Job not found"))?;
+    let mut p: Pipeline = get(&txn.open_table(PIPELINES)?, job.pipeline)?
+        .ok_or_else(|| Error::not_found("Pipeline not found"))?;
+    if pipeline_busy(&txn, &p)? {
+        return Err(busy_conflict());
+    }
+    p.jobs.retain(|j| *j != id);
+    put(&txn, PIPELINES, p.id, &p)?;
+    txn.open_table(JOBS)?.remove(id.0)?;
+    logs::delete_logs(&txn, id)?;
+    authz::delete_object(&txn, id)?;
+    txn.commit()?;
+    Ok(job)
+}
+
 /// Where a job's files live (attachments, outbox, results).
 pub fn job_dir(data_dir: &Path, job: Id) -> PathBuf {
     jobs_dir(data_dir).join(job.to_string())
 }
 
 /// `POST /pipeline/<pid>/submit`: queue every job of the pipeline (again, for a finished one).
+/// A pipeline without jobs is refused as malformed (400, as kabuto's clients expect).
 pub fn submit(
     store: &Store,
     data_dir: &Path,
     caller: &Principal,
     pipeline: Id,
+) -> Result<Vec<(Id, JobState)>> {
+    submit_or(store, data_dir, caller, pipeline, || {
+        Error::bad_request("the pipeline has no jobs to run")
+    })
+}
+
+/// As [`submit`], but a pipeline without jobs conflicts with its state (409), as /v1 answers
+/// every refusal that depends on what the pipeline holds.
+pub fn queue_pipeline(
+    store: &Store,
+    data_dir: &Path,
+    caller: &Principal,
+    pipeline: Id,
+) -> Result<Vec<(Id, JobState)>> {
+    submit_or(store, data_dir, caller, pipeline, || {
+        Error::conflict("the pipeline has no jobs to run: add one first")
+    })
+}
+
+fn submit_or(
+    store: &Store,
+    data_dir: &Path,
+    caller: &Principal,
+    pipeline: Id,
+    no_jobs: impl FnOnce() -> Error,
 ) -> Result<Vec<(Id, JobState)>> {
     let txn = store.write()?;
     Acl::write(&txn)?.check(caller, pipeline, Kind::Pipeline, Capability::Update)?;
@@ -690,7 +899,7 @@ pub fn submit(
         return Err(Error::conflict("the pipeline is already queued or running"));
     }
     if p.jobs.is_empty() {
-        return Err(Error::bad_request("the pipeline has no jobs to run"));
+        return Err(no_jobs());
     }
     let mut states = Vec::new();
     for id in &p.jobs {

@@ -5,6 +5,7 @@
 use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
+use crate::core::page::{Page, PageRequest};
 use crate::core::store::{Opening, Store, StoreError, decode, encode};
 use crate::domains::accounts;
 use crate::domains::authz::{self, Acl, Capability, Kind, ObjectMeta, Principal};
@@ -26,8 +27,12 @@ const TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("registry
 const REFERRERS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("registry_referrers");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("registry_uploads");
+/// Repository id -> the same `Repo` as in `registry_repos` (a repository's record never changes
+/// once made), so that lists read repositories by id from the list index.
+const REPO_IDS: TableDefinition<u128, &[u8]> = TableDefinition::new("registry_repo_ids");
 
 pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), StoreError> {
+    index_repo_ids(txn)?;
     txn.open_table(REPOS)?;
     txn.open_table(BLOBS)?;
     txn.open_table(REPO_BLOBS)?;
@@ -36,6 +41,20 @@ pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), Stor
     txn.open_table(TAGS)?;
     txn.open_table(REFERRERS)?;
     txn.open_table(UPLOADS)?;
+    Ok(())
+}
+
+/// Fills the id index of a database made before it existed.
+fn index_repo_ids(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut ids = txn.open_table(REPO_IDS)?;
+    if ids.first()?.is_some() {
+        return Ok(());
+    }
+    for entry in txn.open_table(REPOS)?.iter()? {
+        let (_, v) = entry?;
+        let repo: Repo = decode(v.value())?;
+        ids.insert(repo.id.0, v.value())?;
+    }
     Ok(())
 }
 
@@ -130,8 +149,10 @@ pub fn create_repo(store: &Store, owner: Id, name: &str, now: Timestamp) -> Resu
         owner,
         created: now,
     };
-    txn.open_table(REPOS)?
-        .insert(name, encode(&repo)?.as_slice())?;
+    let record = encode(&repo)?;
+    txn.open_table(REPOS)?.insert(name, record.as_slice())?;
+    txn.open_table(REPO_IDS)?
+        .insert(repo.id.0, record.as_slice())?;
     authz::create_object(
         &txn,
         &ObjectMeta {
@@ -160,6 +181,203 @@ pub fn catalog(store: &Store, principal: &Principal) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// A page of the repositories the caller may read, oldest first, through the list index; with
+/// `name`, only those whose name holds it (ignoring case), examining at most
+/// `authz::SCAN_BUDGET` readable repositories per page.
+pub fn list_repositories(
+    store: &Store,
+    caller: &Principal,
+    name: Option<&str>,
+    page: PageRequest,
+) -> Result<Page<Repo>> {
+    match name {
+        None => authz::readable_page(store, REPO_IDS, caller, Kind::Repository, &[], page),
+        Some(name) => {
+            let needle = name.to_lowercase();
+            authz::readable_page_where(
+                store,
+                REPO_IDS,
+                caller,
+                Kind::Repository,
+                &[],
+                page,
+                |r: &Repo| r.name.contains(&needle),
+            )
+        }
+    }
+}
+
+/// A repository by id that the caller may use with `cap`; 404 "Repository not found"
+/// otherwise.
+pub fn repository_for(store: &Store, caller: &Principal, id: Id, cap: Capability) -> Result<Repo> {
+    let txn = store.read()?;
+    Acl::read(&txn)?.check(caller, id, Kind::Repository, cap)?;
+    match txn.open_table(REPO_IDS)?.get(id.0)? {
+        Some(v) => Ok(decode(v.value())?),
+        None => Err(Error::not_found("Repository not found")),
+    }
+}
+
+/// What a repository holds, from the registry's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RepoUsage {
+    /// Bytes of the distinct blobs (layers, configs) it holds; a blob shared with another
+    /// repository counts in each.
+    pub bytes: u64,
+    pub blobs: u64,
+    pub manifests: u64,
+    pub tags: u64,
+}
+
+/// Counts what `repo` holds: O(its blobs, manifests and tags).
+pub fn repository_usage(store: &Store, repo: &str) -> Result<RepoUsage> {
+    let txn = store.read()?;
+    let (lo, hi) = repo_range(repo);
+    let range = (lo.as_str(), "")..(hi.as_str(), "");
+    let mut usage = RepoUsage::default();
+    let blobs = txn.open_table(BLOBS)?;
+    for entry in txn.open_table(REPO_BLOBS)?.range(range.clone())? {
+        let (k, _) = entry?;
+        usage.blobs += 1;
+        if let Some(v) = blobs.get(k.value().1)? {
+            let record: BlobRecord = decode(v.value())?;
+            usage.bytes = usage.bytes.saturating_add(record.size);
+        }
+    }
+    for entry in txn.open_table(MANIFESTS)?.range(range.clone())? {
+        entry?;
+        usage.manifests += 1;
+    }
+    for entry in txn.open_table(TAGS)?.range(range)? {
+        entry?;
+        usage.tags += 1;
+    }
+    Ok(usage)
+}
+
+/// A tag of a repository with what it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagInfo {
+    pub tag: String,
+    pub digest: String,
+    pub media_type: String,
+    /// The manifest's bytes and every blob it references (an index: each of its manifests and
+    /// their blobs).
+    pub size: u64,
+    /// When the manifest was pushed (unix seconds).
+    pub pushed: i64,
+}
+
+/// The tags of `repo` after `after` (in name order), at most `limit`, and whether more follow.
+pub fn tags_page(
+    store: &Store,
+    repo: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<TagInfo>, bool)> {
+    use std::ops::Bound;
+    let txn = store.read()?;
+    let (_, hi) = repo_range(repo);
+    let start = match after {
+        Some(tag) => Bound::Excluded((repo, tag)),
+        None => Bound::Included((repo, "")),
+    };
+    let tags = txn.open_table(TAGS)?;
+    let manifests = txn.open_table(MANIFESTS)?;
+    let blobs = txn.open_table(BLOBS)?;
+    let blob_size = |digest: &str| -> Result<u64> {
+        Ok(match blobs.get(digest)? {
+            Some(v) => decode::<BlobRecord>(v.value())?.size,
+            None => 0,
+        })
+    };
+    // A manifest's own bytes and its blobs'.
+    let own_size = |m: &Manifest| -> Result<u64> {
+        let mut size = m.size;
+        for b in &m.blobs {
+            size = size.saturating_add(blob_size(b)?);
+        }
+        Ok(size)
+    };
+    let mut out = Vec::new();
+    for entry in tags.range::<(&str, &str)>((start, Bound::Excluded((hi.as_str(), ""))))? {
+        let (k, v) = entry?;
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        let digest = v.value().to_owned();
+        let Some(m) = manifests.get((repo, digest.as_str()))? else {
+            continue;
+        };
+        let m: Manifest = decode(m.value())?;
+        let mut size = own_size(&m)?;
+        for child in &m.manifests {
+            if let Some(c) = manifests.get((repo, child.as_str()))? {
+                size = size.saturating_add(own_size(&decode::<Manifest>(c.value())?)?);
+            }
+        }
+        out.push(TagInfo {
+            tag: k.value().1.to_owned(),
+            digest,
+            media_type: m.media_type,
+            size,
+            pushed: m.created,
+        });
+    }
+    Ok((out, false))
+}
+
+/// Deletes a tag of a repository (DELETE on it); the manifest stays, by digest.
+pub fn delete_tag(store: &Store, caller: &Principal, id: Id, tag: &str) -> Result<Repo> {
+    let repo = repository_for(store, caller, id, Capability::Delete)?;
+    if !delete_manifest(store, &repo.name, tag)? {
+        return Err(Error::not_found("Tag not found"));
+    }
+    Ok(repo)
+}
+
+/// Deletes a repository (DELETE on it): its tags, manifests, blob links, referrers and upload
+/// sessions, and the object with its grants, in one write transaction. Blobs and manifest
+/// bytes nothing else uses go at the next collection. Returns the repository and the ids of
+/// the upload sessions dropped (their files are the caller's to remove).
+pub fn delete_repository(store: &Store, caller: &Principal, id: Id) -> Result<(Repo, Vec<String>)> {
+    let txn = store.write()?;
+    Acl::write(&txn)?.check(caller, id, Kind::Repository, Capability::Delete)?;
+    let repo: Repo = match txn.open_table(REPO_IDS)?.get(id.0)? {
+        Some(v) => decode(v.value())?,
+        None => return Err(Error::not_found("Repository not found")),
+    };
+    let name = repo.name.as_str();
+    let (lo, hi) = repo_range(name);
+    let pairs = (lo.as_str(), "")..(hi.as_str(), "");
+    txn.open_table(TAGS)?
+        .retain_in(pairs.clone(), |_, _| false)?;
+    txn.open_table(MANIFESTS)?
+        .retain_in(pairs.clone(), |_, _| false)?;
+    txn.open_table(REPO_BLOBS)?.retain_in(pairs, |_, _| false)?;
+    txn.open_table(REFERRERS)?
+        .retain_in((lo.as_str(), "", "")..(hi.as_str(), "", ""), |_, _| false)?;
+    let mut uploads = Vec::new();
+    {
+        let mut table = txn.open_table(UPLOADS)?;
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let upload: Upload = decode(v.value())?;
+            if upload.repo == name {
+                uploads.push(k.value().to_owned());
+            }
+        }
+        for upload in &uploads {
+            table.remove(upload.as_str())?;
+        }
+    }
+    txn.open_table(REPOS)?.remove(name)?;
+    txn.open_table(REPO_IDS)?.remove(id.0)?;
+    authz::delete_object(&txn, id)?;
+    txn.commit()?;
+    Ok((repo, uploads))
 }
 
 pub fn blob(store: &Store, digest: &str) -> Result<Option<BlobRecord>> {

@@ -1,33 +1,90 @@
-//! /v1 jobs: list, one, kill, results, and logs with a live stream.
+//! /v1 jobs: list, one, kill, remove, results, and logs with a live stream. Jobs are added to
+//! a pipeline through `/v1/pipelines/{id}/jobs` (`pipelines`).
 
 use super::logs::{LogQuery, log_response};
 use super::openapi::ErrorBody;
+use crate::core::clock::Timestamp;
 use crate::core::error::Result;
 use crate::core::id::Id;
 use crate::domains::authz::Capability;
-use crate::domains::jobs::{self, JobFilter, JobState};
+use crate::domains::jobs::{self, Job, JobFilter, JobState};
 use crate::faces::auth::Auth;
 use crate::faces::download::result_zip;
 use crate::faces::errors::parse_id;
 use crate::faces::listing::{ListQuery, PageParams, page_response};
 use crate::faces::params::{Path, Query};
 use crate::faces::state::App;
-use crate::faces::views;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Serialize;
 use serde_json::{Value, json};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(super) fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(list))
-        .routes(routes!(one))
+        .routes(routes!(one, remove))
         .routes(routes!(kill_one))
         .routes(routes!(result))
         .routes(routes!(logs))
+}
+
+/// An object named by its id (seed 003's `{"id": ...}`).
+#[derive(Serialize, ToSchema)]
+pub struct IdRef {
+    id: Id,
+}
+
+/// A job, in seed 003's shape (the kabuto face's too).
+#[derive(Serialize, ToSchema)]
+pub struct JobView {
+    id: Id,
+    /// Split like a shell splits it.
+    command: String,
+    state: JobState,
+    #[schema(value_type = String, format = DateTime)]
+    creation_date: Timestamp,
+    /// CPU seconds.
+    used_cpu: f64,
+    /// Peak memory, bytes.
+    used_memory: u64,
+    /// Bytes read and written.
+    used_io: u64,
+    /// The command's exit code.
+    response: Option<i64>,
+    image: IdRef,
+    pipeline: IdRef,
+    /// The file names under `/inbox`.
+    attachments: Vec<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    started: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    finished: Option<Timestamp>,
+    /// Why it failed or was cancelled, when the appliance knows.
+    error: Option<String>,
+}
+
+pub(super) fn job_view(j: Job) -> JobView {
+    JobView {
+        id: j.id,
+        command: j.command,
+        state: j.state,
+        creation_date: j.creation_date,
+        used_cpu: j.used_cpu,
+        used_memory: j.used_memory,
+        used_io: j.used_io,
+        response: j.response,
+        image: IdRef { id: j.image },
+        pipeline: IdRef { id: j.pipeline },
+        attachments: j.attachments,
+        started: j.started,
+        finished: j.finished,
+        error: j.error,
+    }
 }
 
 /// The filters of the job list.
@@ -45,7 +102,7 @@ pub struct JobQuery {
 /// Jobs the caller may read (kabuto's job fields), a page at a time (oldest first).
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(PageParams, JobQuery),
     responses(
-        (status = 200, body = [Object], headers(
+        (status = 200, body = [JobView], headers(
             ("X-Next-Cursor" = String, description = "The cursor of the next page, when there is one"),
             ("Link" = String, description = "The next page's address, `rel=\"next\"`"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -59,18 +116,41 @@ async fn list(State(app): State<App>, Auth(p): Auth, q: ListQuery) -> Result<Res
         &app,
         &q,
         move |app| jobs::list_jobs(&app.store, &p, filter, page),
-        |_, j| views::job(&j),
+        |_, j| job_view(j),
     )
     .await
 }
 
 /// One job (READ).
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = Id, Path)),
-    responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn one(State(app): State<App>, Auth(p): Auth, Path(id): Path<String>) -> Result<Json<Value>> {
+    responses((status = 200, body = JobView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn one(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>> {
     let id = parse_id(&id, "Job")?;
     let job = jobs::job_for(&app.store, &p, None, id, Capability::Read)?;
-    Ok(Json(views::job(&job)))
+    Ok(Json(job_view(job)))
+}
+
+/// Removes a job from its pipeline and deletes it, with its logs, attachments and results
+/// (DELETE), while the pipeline is neither queued nor running.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = Id, Path)),
+    responses(
+        (status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Its pipeline is queued or running"),
+    ))]
+async fn remove(
+    State(app): State<App>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_id(&id, "Job")?;
+    app.blocking(move |app| jobs::remove_job(&app.store, &p, id))
+        .await?;
+    app.jobs.remove_job_files(id).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Kills a queued or running job (UPDATE).
@@ -129,4 +209,37 @@ async fn logs(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /v1's typed job is seed 003's shape, which the kabuto face answers: the same JSON.
+    #[test]
+    fn the_typed_job_is_the_seeds_shape() {
+        let job = Job {
+            id: Id::new(),
+            owner: Id::new(),
+            pipeline: Id::new(),
+            image: Id::new(),
+            command: "sh -c 'echo hi'".into(),
+            state: JobState::Failed,
+            creation_date: chrono::Utc::now(),
+            attachments: vec!["in.txt".into()],
+            used_cpu: 0.25,
+            used_memory: 1024,
+            used_io: 7,
+            response: Some(3),
+            started: Some(chrono::Utc::now()),
+            finished: None,
+            error: Some("exit 3".into()),
+            kill_requested: false,
+            log: Default::default(),
+        };
+        assert_eq!(
+            serde_json::to_value(job_view(job.clone())).unwrap(),
+            crate::faces::views::job(&job)
+        );
+    }
 }

@@ -4,15 +4,20 @@
 //! Errors are `{"error": {"code", "message", "details"?}}`.
 
 mod accounts;
+mod forms;
+mod images;
 mod instances;
 mod jobs;
 mod logs;
 mod objects;
 pub mod openapi;
+mod pipelines;
 mod prototypes;
+mod repositories;
 mod requests;
 mod servables;
 mod trusts;
+mod users;
 
 use super::errors;
 use super::state::App;
@@ -24,13 +29,17 @@ use utoipa_axum::router::OpenApiRouter;
 pub fn routes() -> OpenApiRouter<App> {
     let v1 = OpenApiRouter::new()
         .merge(accounts::routes())
+        .merge(images::routes())
         .merge(jobs::routes())
+        .merge(pipelines::routes())
         .merge(prototypes::routes())
         .merge(servables::routes())
         .merge(instances::routes())
         .merge(objects::routes())
         .merge(trusts::routes())
-        .merge(requests::routes());
+        .merge(requests::routes())
+        .merge(repositories::routes())
+        .merge(users::routes());
     OpenApiRouter::new().nest("/v1", v1)
 }
 

@@ -85,10 +85,40 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         .into_iter()
         .flatten()
         {
+            optional_body_is_absent_not_null(operation);
             add_common_statuses(operation);
         }
     }
     api
+}
+
+/// A body a route may go without (an edit changing nothing, a rebuild as it was: `JsonBody`
+/// reads an empty body as `{}`) is stated as optional; utoipa writes its schema as "the object
+/// or `null`", but what may be left out is the body, not its value: the schema is the object's.
+fn optional_body_is_absent_not_null(operation: &mut Operation) {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::{RefOr, Required};
+    let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+        return;
+    };
+    if body.required == Some(Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::new(Type::Null));
+        let mut items = one_of.items.iter().filter(|s| !is_null(s));
+        if let (Some(object), None) = (items.next(), items.next())
+            && one_of.items.len() == 2
+        {
+            content.schema = Some(object.clone());
+        }
+    }
 }
 
 /// The statuses a /v1 route answers by the way its request is read, added to every operation
