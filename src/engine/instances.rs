@@ -14,8 +14,16 @@
 //! Supervision: the database is the truth. A supervisor task follows an instance's log, waits
 //! for its exit and records it: a pipeline runs once (`exited` or `failed`); a daemon or HTTP
 //! type that fails is started again after a backoff doubling up to `restart_backoff_max_secs`; a
-//! stop asked for ends in `stopped`. After a server crash [`Runtime::recover`] re-attaches to
-//! running containers, records how the others ended, and removes containers no instance owns.
+//! stop asked for ends in `stopped`. After a server crash [`Runtime::recover`] finishes the
+//! deletions the crash cut, re-attaches to running containers (recording `running` for a start
+//! the crash cut after the engine's start), records how the others ended, and removes what no
+//! record owns: containers, utility containers of the dead run, and the networks and volumes
+//! of servables that are gone.
+//!
+//! Deletion: a servable's deletion is marked in the store before anything is removed, so that
+//! it cannot run again and a crash leaves it to be finished; every step after is idempotent.
+//! Starting a servable's containers and deleting it hold the servable's lock; measuring and
+//! removing volumes hold one lock, so that a removal never meets a measurement's container.
 
 use super::networks::{Networks, network_name as servable_network};
 use super::registry_sync::RegistrySync;
@@ -90,7 +98,17 @@ pub struct Runtime {
     networks: Networks,
     /// Wakes the reconciliation of who is on which servable network.
     access: Notify,
+    /// One per servable: starting its containers and deleting it never overlap, so that a
+    /// deletion cannot miss a container (or volume) a start is making.
+    servable_locks: Mutex<HashMap<Id, Arc<AsyncMutex<()>>>>,
+    /// Held while a volume is measured or removed: a removal never meets a measurement's
+    /// container, and no measurement starts (and so re-creates the volume) after a removal.
+    volumes: AsyncMutex<()>,
 }
+
+/// How often a volume removal that found the volume in use tries again (after removing the
+/// containers of this installation that use it).
+const VOLUME_REMOVE_ATTEMPTS: u32 = 5;
 
 /// How often who-reaches-whom is reconciled even when nothing said access changed.
 const RECONCILE_EVERY: Duration = Duration::from_secs(15);
@@ -139,7 +157,21 @@ impl Runtime {
             ended: Notify::new(),
             networks,
             access: Notify::new(),
+            servable_locks: Mutex::new(HashMap::new()),
+            volumes: AsyncMutex::new(()),
         })
+    }
+
+    /// Waits for the servable's lock (see `servable_locks`).
+    async fn lock_servable(&self, servable: Id) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .servable_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(servable)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// Says that grants changed somewhere: who may reach which servable is reconciled soon.
@@ -320,11 +352,15 @@ impl Runtime {
         let prototype = servables::get_prototype(&self.store, servable.prototype)?
             .ok_or_else(|| Error::conflict("the servable's prototype was deleted"))?;
         let endpoint = self.endpoint().await?;
+        let _starting = self.lock_servable(servable.id).await;
         let (store, caller, now) = (self.store.clone(), caller.clone(), self.clock.now());
         let instance = blocking(move || {
             let txn = store.write()?;
             let mut servable: Servable = get_record(&txn.open_table(SERVABLES)?, servable.id)?
                 .ok_or_else(|| Error::not_found("Servable not found"))?;
+            if servable.deleting {
+                return Err(Error::conflict("the servable is being deleted"));
+            }
             if let Some(current) = servable.current
                 && let Some(i) = get_record::<Instance>(&txn.open_table(INSTANCES)?, current)?
                 && i.state.is_active()
@@ -803,6 +839,10 @@ impl Runtime {
                 "only the servable's latest instance can be restarted; run the servable instead",
             ));
         }
+        let _starting = self.lock_servable(servable.id).await;
+        if get_servable(&self.store, servable.id)?.is_none_or(|s| s.deleting) {
+            return Err(Error::conflict("the servable is being deleted"));
+        }
         self.stop_instance(&instance).await?;
         self.wait_unsupervised(id).await;
         let endpoint = self.endpoint().await?;
@@ -825,15 +865,32 @@ impl Runtime {
     }
 
     /// Deletes a servable (DELETE on it): its instances (containers stopped and removed), its
-    /// files and volume, its delegation requests and grants.
+    /// files, volume and network, its delegation requests and grants. The deletion is marked
+    /// first, durably: one cut by a crash is finished by the next start, or by this asked
+    /// again (which then does what is left: every step is idempotent).
     pub async fn delete_servable(&self, caller: &Principal, id: Id) -> Result<()> {
-        let servable = servable_for(&self.store, caller, id, Capability::Delete)?;
-        let instances = servables::instances_of(&self.store, id)?;
-        for instance in &instances {
+        servable_for(&self.store, caller, id, Capability::Delete)?;
+        self.finish_deletion(id).await
+    }
+
+    /// Marks the servable's deletion and removes everything it has, in the engine and in the
+    /// store. One that is gone already is fine.
+    async fn finish_deletion(&self, id: Id) -> Result<()> {
+        let _deleting = self.lock_servable(id).await;
+        let store = self.store.clone();
+        let Some(servable) = blocking(move || servables::mark_deleting(&store, id)).await? else {
+            return Ok(());
+        };
+        for instance in &servables::instances_of(&self.store, id)? {
             self.remove_instance(instance).await?;
         }
-        self.remove_servable_files(&servable).await;
+        self.supervisor
+            .remove_tree(&self.servable_dir(servable.id))
+            .await;
         let docker = self.supervisor.docker().await?;
+        if let Some(volume) = &servable.volume {
+            self.remove_volume(&docker, &volume.name).await?;
+        }
         for instance in servables::active_instances(&self.store)? {
             // Others may be on this servable's network still (they may reach it).
             let _ = self
@@ -843,7 +900,11 @@ impl Runtime {
         }
         self.networks.remove(&docker, id).await?;
         let store = self.store.clone();
-        blocking(move || servables::forget_servable(&store, id, &instances)).await?;
+        blocking(move || servables::forget_servable(&store, id)).await?;
+        self.servable_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
         self.access_changed();
         Ok(())
     }
@@ -851,42 +912,58 @@ impl Runtime {
     /// Deletes one instance (DELETE on it); a running one is stopped first.
     pub async fn delete_instance(&self, caller: &Principal, id: Id) -> Result<()> {
         let instance = instance_for(&self.store, caller, id, Capability::Delete)?;
+        let _removing = self.lock_servable(instance.servable).await;
         self.remove_instance(&instance).await?;
         let store = self.store.clone();
         blocking(move || servables::forget_instance(&store, &instance)).await
     }
 
-    /// Removes a servable's files and its volume.
-    async fn remove_servable_files(&self, servable: &Servable) {
-        self.supervisor
-            .remove_tree(&self.servable_dir(servable.id))
-            .await;
-        if let Some(volume) = &servable.volume
-            && let Ok(docker) = self.supervisor.docker().await
-        {
+    /// Removes a daemon's volume; a missing one is fine. A volume still in use (a container a
+    /// crash left, say) has this installation's containers that use it removed first; what
+    /// cannot be removed is an error, so that the deletion is not recorded as done.
+    async fn remove_volume(&self, docker: &Docker, name: &str) -> Result<()> {
+        let _one_at_a_time = self.volumes.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             match docker
-                .remove_volume(
-                    &volume.name,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                )
+                .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
                 .await
             {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => tracing::warn!(volume = %volume.name, "cannot remove: {e}"),
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    message,
+                }) if attempt < VOLUME_REMOVE_ATTEMPTS => {
+                    tracing::info!(
+                        volume = name,
+                        "the volume is in use ({message}): removing the containers that use it"
+                    );
+                    self.supervisor.remove_users_of_volume(docker, name).await?;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(engine_error("removing the daemon's volume", e)),
             }
         }
     }
 
-    /// Measures a daemon's volume and records its use and any overrun on the servable.
+    /// Measures a daemon's volume and records its use and any overrun on the servable. A
+    /// servable being deleted is not measured (its volume is going).
     pub async fn measure_volume(&self, servable_id: Id) -> Result<Option<u64>> {
-        let Some(servable) = get_servable(&self.store, servable_id)? else {
+        let measurable = |s: Option<Servable>| s.filter(|s| !s.deleting && s.volume.is_some());
+        if measurable(get_servable(&self.store, servable_id)?).is_none() {
+            return Ok(None);
+        }
+        let _one_at_a_time = self.volumes.lock().await;
+        // Asked again under the lock: a deletion marks the servable before it removes the
+        // volume, and removes it under this lock.
+        let Some(volume) =
+            measurable(get_servable(&self.store, servable_id)?).and_then(|s| s.volume)
+        else {
             return Ok(None);
         };
-        let Some(volume) = servable.volume else {
-            return Ok(None);
-        };
-        let labels = self.supervisor.labels("measure", &[]);
+        let labels = self.supervisor.utility_labels("measure");
         let binds = vec![format!("{}:/volume:ro", volume.name)];
         let (code, output) = self
             .supervisor
@@ -1022,27 +1099,63 @@ impl Runtime {
         }
     }
 
-    /// After a start: re-attach to running containers, let ended ones be recorded (and
-    /// restarted by policy), fail instances whose container is gone, remove containers no
-    /// instance owns.
+    /// After a start: finish the deletions a crash cut, re-attach to running containers, let
+    /// ended ones be recorded (and restarted by policy), fail instances whose container is
+    /// gone, and remove what no record owns: containers, the networks and volumes of
+    /// servables that are gone, and the utility containers of an earlier run.
     async fn recover(self: &Arc<Self>) {
         let docker = self.supervisor.wait_for_engine("servable recovery").await;
-        let active = match servables::active_instances(&self.store) {
-            Ok(a) => a,
+        let (active, deleting) = match servables::active_instances(&self.store)
+            .and_then(|a| Ok((a, servables::deleting_servables(&self.store)?)))
+        {
+            Ok(read) => read,
             Err(e) => {
                 tracing::error!("servable recovery cannot read the instances: {e}");
                 return;
             }
         };
+        let deleting: HashSet<Id> = deleting.iter().map(|s| s.id).collect();
+        // The instances of a servable being deleted are stopped and removed with it.
+        let active: Vec<Instance> = active
+            .into_iter()
+            .filter(|i| !deleting.contains(&i.servable))
+            .collect();
         if !active.is_empty()
             && let Err(e) = self.endpoint().await
         {
             tracing::warn!("servable recovery: {e}");
         }
+        for &servable in &deleting {
+            tracing::info!(%servable, "finishing a deletion a crash cut");
+            if let Err(e) = self.finish_deletion(servable).await {
+                tracing::warn!(%servable, "servable recovery cannot finish a deletion: {e}");
+            }
+        }
         for instance in &active {
             let name = container_name(instance.id);
             if self.supervisor.has_started(&docker, &name).await == Some(true) {
                 tracing::info!(instance = %instance.id, "re-attaching to a servable's container");
+                if instance.state != InstanceState::Running
+                    && self.supervisor.is_running(&docker, &name).await == Some(true)
+                {
+                    // The crash cut the start after the engine started the container and
+                    // before `running` was recorded: record it now (one that ended meanwhile
+                    // is recorded by its supervisor).
+                    let network = servable_network(instance.servable);
+                    let ip = self.supervisor.ipv4(&docker, &name, &network).await;
+                    let now = self.clock.now();
+                    let _ = update_instance(&self.store, instance.id, |i| {
+                        if i.state.is_active() {
+                            i.state = InstanceState::Running;
+                            i.ipv4_address = ip;
+                            i.started = Some(now);
+                            i.finished = None;
+                            i.exit_code = None;
+                            i.error = None;
+                        }
+                    });
+                    self.supervisor.hub().notify(instance.id);
+                }
                 self.spawn_supervisor(instance.id);
             } else {
                 let now = self.clock.now();
@@ -1056,20 +1169,15 @@ impl Runtime {
                     i.ipv4_address = None;
                 });
                 self.revoke_key(instance.api_key);
+                // A container created but not started is of no use, and a start the engine
+                // was still carrying out when the server died must not run it unrecorded.
+                self.supervisor.remove(&docker, &name).await;
             }
         }
-        // Containers of this installation's instances that no instance record owns, and
-        // networks of servables that are gone.
+        // Containers of this installation's instances that no instance record owns, utility
+        // containers an earlier run left, and networks and volumes of servables that are gone
+        // (or whose deletion could not be finished above: they are not kept for them either).
         let store = self.store.clone();
-        if let Err(e) = self
-            .networks
-            .remove_orphans(&docker, |s| {
-                servables::get_servable(&store, s).is_ok_and(|s| s.is_some())
-            })
-            .await
-        {
-            tracing::warn!("servable recovery cannot tidy networks: {e}");
-        }
         if let Err(e) = self
             .supervisor
             .remove_orphans("instance", |name| {
@@ -1081,6 +1189,64 @@ impl Runtime {
         {
             tracing::warn!("servable recovery cannot list containers: {e}");
         }
+        if let Err(e) = self.supervisor.remove_stale_utilities().await {
+            tracing::warn!("servable recovery cannot list utility containers: {e}");
+        }
+        let live = |s: Id| match servables::get_servable(&store, s) {
+            Ok(Some(s)) => !s.deleting,
+            Ok(None) => false,
+            // The store cannot tell: kept.
+            Err(_) => true,
+        };
+        if let Err(e) = self.networks.remove_orphans(&docker, live).await {
+            tracing::warn!("servable recovery cannot tidy networks: {e}");
+        }
+        match self.orphan_volumes(&docker, live).await {
+            Ok(volumes) => {
+                for volume in volumes {
+                    tracing::info!(%volume, "removing the volume of a servable that is gone");
+                    if let Err(e) = self.remove_volume(&docker, &volume).await {
+                        tracing::warn!(%volume, "servable recovery cannot remove a volume: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("servable recovery cannot list volumes: {e}"),
+        }
+    }
+
+    /// This installation's daemon volumes whose servable `live` refuses.
+    async fn orphan_volumes(
+        &self,
+        docker: &Docker,
+        live: impl Fn(Id) -> bool,
+    ) -> Result<Vec<String>> {
+        let filters: HashMap<String, Vec<String>> = [(
+            "label".to_owned(),
+            vec![
+                format!("dtaas.installation={}", self.installation),
+                "dtaas.kind=volume".to_owned(),
+            ],
+        )]
+        .into();
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let volumes = docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| engine_error("listing volumes", e))?
+            .volumes
+            .unwrap_or_default();
+        Ok(volumes
+            .into_iter()
+            .filter(|v| {
+                v.labels
+                    .get("dtaas.servable")
+                    .and_then(|s| Id::parse(s))
+                    .is_some_and(|s| !live(s))
+            })
+            .map(|v| v.name)
+            .collect())
     }
 }
 

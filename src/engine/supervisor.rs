@@ -51,7 +51,16 @@ pub struct Supervisor {
     installation: Id,
     tasks: Tasks,
     data_dir: PathBuf,
+    /// This run of the server: labels its utility containers, so that the next run knows
+    /// which ones a crash left.
+    run: Id,
 }
+
+/// The `dtaas.kind` of utility containers (short chores: measuring a volume, removing files).
+const UTILITY_KINDS: [&str; 2] = ["measure", "cleanup"];
+
+/// The label naming the server run that made a utility container.
+const RUN_LABEL: &str = "dtaas.run";
 
 impl Supervisor {
     pub fn new(
@@ -71,6 +80,7 @@ impl Supervisor {
             installation,
             tasks,
             data_dir,
+            run: Id::new(),
         }
     }
 
@@ -108,6 +118,13 @@ impl Supervisor {
         let mut all = vec![("dtaas.kind", kind)];
         all.extend_from_slice(extra);
         super::labels(&self.installation, &all)
+    }
+
+    /// The labels of a utility container of `kind` (one of [`UTILITY_KINDS`]), made by this
+    /// run of the server.
+    pub fn utility_labels(&self, kind: &str) -> HashMap<String, String> {
+        let run = self.run.to_string();
+        self.labels(kind, &[(RUN_LABEL, &run)])
     }
 
     /// What every job and servable container gets, whatever its image asks for: no privileges,
@@ -167,6 +184,15 @@ impl Supervisor {
                 .as_deref()
                 .is_some_and(|t| !t.starts_with("0001-01-01"))
         }))
+    }
+
+    /// Whether the container exists and runs now.
+    pub async fn is_running(&self, docker: &Docker, name: &str) -> Option<bool> {
+        let inspect = docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        Some(inspect.state.and_then(|s| s.running).unwrap_or(false))
     }
 
     /// The container's address on `network`.
@@ -367,6 +393,66 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Removes the utility containers of this installation that an earlier run of the server
+    /// made (a crash stopped it before it removed them): they may hold a volume.
+    pub async fn remove_stale_utilities(&self) -> Result<()> {
+        let docker = self.docker().await?;
+        let filters: HashMap<String, Vec<String>> = [(
+            "label".to_owned(),
+            vec![format!("dtaas.installation={}", self.installation)],
+        )]
+        .into();
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| engine_error("listing containers", e))?;
+        let run = self.run.to_string();
+        for c in containers {
+            let labels = c.labels.unwrap_or_default();
+            let utility = labels
+                .get("dtaas.kind")
+                .is_some_and(|k| UTILITY_KINDS.contains(&k.as_str()));
+            if !utility || labels.get(RUN_LABEL) == Some(&run) {
+                continue;
+            }
+            let Some(id) = c.id else { continue };
+            tracing::info!(container = %id, "removing a utility container an earlier run left");
+            self.remove(&docker, &id).await;
+        }
+        Ok(())
+    }
+
+    /// Removes this installation's containers that use the volume `name` (whatever their
+    /// state): what keeps a volume that is to go in use.
+    pub async fn remove_users_of_volume(&self, docker: &Docker, name: &str) -> Result<()> {
+        let filters: HashMap<String, Vec<String>> = [
+            (
+                "label".to_owned(),
+                vec![format!("dtaas.installation={}", self.installation)],
+            ),
+            ("volume".to_owned(), vec![name.to_owned()]),
+        ]
+        .into();
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| engine_error("listing containers", e))?;
+        for c in containers {
+            let Some(id) = c.id else { continue };
+            tracing::info!(container = %id, volume = name, "removing a container that holds a volume to remove");
+            self.remove(docker, &id).await;
+        }
+        Ok(())
+    }
+
     /// Removes a directory tree of the data directory that containers wrote to. A container
     /// running as root may have left directories a non-root server cannot empty: those are moved
     /// aside and removed by a short container of the base image.
@@ -398,7 +484,7 @@ impl Supervisor {
             path.display()
         );
         let engine = self.engine.clone();
-        let labels = self.labels("cleanup", &[]);
+        let labels = self.utility_labels("cleanup");
         self.tasks.spawn_to_end(async move {
             let binds = vec![format!("{}:/trash", trash.display())];
             match engine

@@ -779,6 +779,206 @@ async fn running_servables_survive_a_sigkill_of_the_server() {
     drop(EngineCleanup(installation.to_string()));
 }
 
+/// Whether the engine has a `kind` (`volume`, `network`, `container`) of this name.
+async fn engine_has(kind: &str, name: &str) -> bool {
+    tokio::process::Command::new("docker")
+        .args([kind, "inspect", name])
+        .output()
+        .await
+        .expect("docker inspect")
+        .status
+        .success()
+}
+
+/// A deletion cut by a crash (marked, nothing removed yet) is finished by the next start; a
+/// container a crash left holding a volume (a measurement's, say) does not make a deletion
+/// leave the volume behind; volumes of servables that are gone are removed at start. Before,
+/// a volume in use was only warned about and its servable forgotten: the volume stayed, and
+/// nothing ever removed it. And a start cut after the engine started the container (the
+/// instance still `starting`) is recorded `running` at the next start; before, it stayed
+/// `starting` for as long as its container ran.
+#[tokio::test]
+async fn cut_deletions_and_starts_are_finished_and_leave_no_volume() {
+    base_image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ProcessServer::spawn(dir.path(), &[]).await;
+    let (c, login) = new_user(&server.base, "cutdel").await;
+    let api = V1::at(&server.base, c.clone());
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let ctx = dockerfile_dir("CMD [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]");
+    push_image_to(&addr, &login, Some(ctx.path()), "keep", "1").await;
+    let (status, body) = api
+        .post(
+            "/prototypes",
+            json!({"keep": {"name": "keep", "tag": "1", "type": "daemon",
+                    "arguments": {"volume_location": "/data", "volume_size": 1}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut made = Vec::new();
+    for name in ["cut", "held", "begun"] {
+        let (status, body) = api
+            .post(
+                "/servables",
+                json!({"prototype": "keep:1", "name": name, "resources": small()}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let volume = body["volume"]["name"].as_str().unwrap().to_owned();
+        let instance = run(&api, &id).await;
+        assert_eq!(instance["state"], "running", "{instance}");
+        let container = format!("dtaas-inst-{}", instance["id"].as_str().unwrap());
+        made.push((id, volume, container));
+    }
+    server.kill9().await;
+
+    // What a crash leaves: the deletion of `cut` begun (marked) and nothing removed yet; a
+    // measurement's container holding the volume of `held`; the volume of a servable whose
+    // deletion was recorded while its volume was in use.
+    let store = dtaas::domains::open_store(dir.path()).unwrap();
+    let installation = store.installation_id().unwrap().to_string();
+    let cleanup = EngineCleanup(installation.clone());
+    let cut = dtaas::core::id::Id::parse(&made[0].0).unwrap();
+    assert!(
+        dtaas::domains::servables::mark_deleting(&store, cut)
+            .unwrap()
+            .is_some()
+    );
+    let begun = dtaas::core::id::Id::parse(made[2].2.trim_start_matches("dtaas-inst-")).unwrap();
+    dtaas::domains::servables::update_instance(&store, begun, |i| {
+        i.state = dtaas::domains::servables::InstanceState::Starting;
+        i.ipv4_address = None;
+        i.started = None;
+    })
+    .unwrap()
+    .expect("the instance");
+    let begun_started = inspect(&made[2].2).await["State"]["StartedAt"].clone();
+    drop(store);
+    let stale = unique("dtaas-util-stale");
+    let gone_volume = unique("dtaas-vol-gone");
+    let labels = |kind: &str, servable: Option<&str>| {
+        let mut l = vec![
+            "--label".to_owned(),
+            format!("dtaas.installation={installation}"),
+            "--label".to_owned(),
+            "dtaas.managed=true".to_owned(),
+            "--label".to_owned(),
+            format!("dtaas.kind={kind}"),
+        ];
+        if let Some(s) = servable {
+            l.extend(["--label".to_owned(), format!("dtaas.servable={s}")]);
+        }
+        l
+    };
+    let docker = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("docker")
+            .args(&args)
+            .output()
+            .await
+            .expect("docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut create = vec!["create".to_owned(), "--name".to_owned(), stale.clone()];
+    create.extend(labels("measure", None));
+    create.extend([
+        "-v".to_owned(),
+        format!("{}:/volume:ro", made[1].1),
+        dtaas::engine::BASE_IMAGE.to_owned(),
+        "du".to_owned(),
+        "-sk".to_owned(),
+        "/volume".to_owned(),
+    ]);
+    docker(create).await;
+    let mut volume = vec!["volume".to_owned(), "create".to_owned()];
+    volume.extend(labels(
+        "volume",
+        Some(&dtaas::core::id::Id::new().to_string()),
+    ));
+    volume.push(gone_volume.clone());
+    docker(volume).await;
+
+    let server = ProcessServer::spawn(dir.path(), &[]).await;
+    let c = client();
+    let r = c
+        .post(format!("{}/login", server.base))
+        .form(&[("login", login.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let api = V1::at(&server.base, c);
+    // Recovery finishes the deletion of `cut` and removes what no record owns.
+    let mut finished = false;
+    for _ in 0..150 {
+        let (status, _) = api.get(&format!("/servables/{}", made[0].0)).await;
+        if status == 404
+            && !engine_has("container", &stale).await
+            && !engine_has("volume", &gone_volume).await
+        {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        finished,
+        "recovery did not finish the cut deletion and tidy up in 30 s"
+    );
+    let (cut_id, cut_volume, cut_container) = &made[0];
+    assert!(
+        !engine_has("container", cut_container).await,
+        "{cut_container}"
+    );
+    assert!(!engine_has("volume", cut_volume).await, "{cut_volume}");
+    assert!(!engine_has("network", &format!("dtaas-srv-{cut_id}")).await);
+
+    // The start cut after the engine's start: running, in the same container, with its address.
+    let view = wait_instance(&api, &begun.to_string(), 30, |i| i["state"] != "starting").await;
+    assert_eq!(view["state"], "running", "{view}");
+    assert!(
+        view["ipv4_address"].as_str().is_some_and(|a| !a.is_empty()),
+        "{view}"
+    );
+    assert_eq!(
+        inspect(&made[2].2).await["State"]["StartedAt"],
+        begun_started,
+        "restarted"
+    );
+
+    // A container of this installation holding the volume (one a crash left that recovery
+    // could not see, say) is removed with it: the deletion leaves nothing.
+    let (held_id, held_volume, held_container) = &made[1];
+    let late = unique("dtaas-util-late");
+    let mut create = vec!["create".to_owned(), "--name".to_owned(), late.clone()];
+    create.extend(labels("measure", None));
+    create.extend([
+        "-v".to_owned(),
+        format!("{held_volume}:/volume:ro"),
+        dtaas::engine::BASE_IMAGE.to_owned(),
+        "true".to_owned(),
+    ]);
+    docker(create).await;
+    let (status, body) = api.delete(&format!("/servables/{held_id}")).await;
+    assert_eq!(status, 204, "{body}");
+    assert!(
+        !engine_has("volume", held_volume).await,
+        "{held_volume} left behind"
+    );
+    assert!(!engine_has("container", held_container).await);
+    assert!(!engine_has("container", &late).await);
+    assert!(!engine_has("network", &format!("dtaas-srv-{held_id}")).await);
+    // Deleting again: it is gone.
+    let (status, _) = api.delete(&format!("/servables/{held_id}")).await;
+    assert_eq!(status, 404);
+    server.kill9().await;
+    drop(cleanup);
+}
+
 /// The (field, status) of a servable creation that fails.
 async fn refused(api: &V1, body: Value) -> (u16, Vec<String>) {
     let (status, answer) = api.post("/servables", body).await;

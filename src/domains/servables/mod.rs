@@ -49,7 +49,7 @@ pub(crate) fn init_tables(txn: &WriteTransaction, opening: Opening) -> Result<()
         let mut facets = Vec::new();
         for entry in txn.open_table(SERVABLES)?.iter()? {
             let s: Servable = decode(entry?.1.value())?;
-            facets.push((s.id, s.facets().to_vec()));
+            facets.push((s.id, s.facets()));
         }
         for entry in txn.open_table(INSTANCES)?.iter()? {
             let i: Instance = decode(entry?.1.value())?;
@@ -248,6 +248,11 @@ pub struct Servable {
     /// The latest instance.
     #[serde(default)]
     pub current: Option<Id>,
+    /// Its deletion has begun (`DELETE` asked for it): nothing runs it any more, and what it
+    /// had in the engine is being removed. A deletion cut by a crash is finished by the next
+    /// start (`engine::instances`), or by the `DELETE` asked again.
+    #[serde(default)]
+    pub deleting: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -358,10 +363,19 @@ impl Instance {
     }
 }
 
+/// The state facet a servable gets when its deletion begins (it has none before: deletion
+/// is its only state change, and the facet goes with the servable).
+const DELETING: u8 = 1;
+
 impl Servable {
-    /// Its facets in the list index: its type and its prototype.
-    fn facets(&self) -> [Facet; 2] {
-        [Facet::Type(self.kind.code()), Facet::Parent(self.prototype)]
+    /// Its facets in the list index: its type and its prototype, and [`DELETING`] once its
+    /// deletion has begun (so that recovery finds unfinished deletions without a scan).
+    fn facets(&self) -> Vec<Facet> {
+        let mut facets = vec![Facet::Type(self.kind.code()), Facet::Parent(self.prototype)];
+        if self.deleting {
+            facets.push(Facet::State(DELETING));
+        }
+        facets
     }
 }
 
@@ -768,6 +782,7 @@ pub fn create_servable(
         volume,
         unenforced: Vec::new(),
         current: None,
+        deleting: false,
     };
     let txn = store.write()?;
     put_servable(&txn, &servable)?;
@@ -781,14 +796,43 @@ pub fn instances_of(store: &Store, servable: Id) -> Result<Vec<Instance>> {
     instances_with(store, &[Facet::Parent(servable)])
 }
 
-/// Forgets a servable whose containers are gone: its instances and their logs, its delegation
-/// requests and every grant it held.
-pub fn forget_servable(store: &Store, id: Id, instances: &[Instance]) -> Result<()> {
+/// Marks the servable's deletion as begun, durably, before anything of it is removed: from
+/// then on it cannot run, and a crash leaves it to be finished. `None` if it is gone already.
+pub fn mark_deleting(store: &Store, id: Id) -> Result<Option<Servable>> {
     let txn = store.write()?;
-    for instance in instances {
-        txn.open_table(INSTANCES)?.remove(instance.id.0)?;
-        logs::delete_logs(&txn, instance.id)?;
-        authz::delete_object(&txn, instance.id)?;
+    let Some(mut servable) = get_record::<Servable>(&txn.open_table(SERVABLES)?, id)? else {
+        return Ok(None);
+    };
+    if !servable.deleting {
+        servable.deleting = true;
+        put_servable(&txn, &servable)?;
+        txn.commit()?;
+    }
+    Ok(Some(servable))
+}
+
+/// The servables whose deletion began and was not finished (a crash cut it), through the list
+/// index.
+pub fn deleting_servables(store: &Store) -> Result<Vec<Servable>> {
+    let txn = store.read()?;
+    let ids = authz::every_with(&txn, Kind::Servable, &[Facet::State(DELETING)])?;
+    let table = txn.open_table(SERVABLES)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(get_record::<Servable>(&table, id)?);
+    }
+    Ok(out)
+}
+
+/// Forgets a servable whose containers are gone: every instance it has (read in the same
+/// transaction) and their logs, its delegation requests and every grant it held. Forgetting
+/// one that is gone already does nothing.
+pub fn forget_servable(store: &Store, id: Id) -> Result<()> {
+    let txn = store.write()?;
+    for instance in authz::every_in(&txn, Kind::Instance, Facet::Parent(id))? {
+        txn.open_table(INSTANCES)?.remove(instance.0)?;
+        logs::delete_logs(&txn, instance)?;
+        authz::delete_object(&txn, instance)?;
     }
     delegation::forget_servable(&txn, id)?;
     txn.open_table(SERVABLES)?.remove(id.0)?;
@@ -848,4 +892,117 @@ pub fn proxy_target(store: &Store, id: Id) -> Result<ProxyTarget> {
         access_control: servable.access_control,
         addr: SocketAddr::new(addr, HTTP_PORT),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servable(store: &Store, owner: Id) -> Servable {
+        let s = Servable {
+            id: Id::new(),
+            kind: ServableType::Daemon,
+            name: "d".into(),
+            prototype: Id::new(),
+            config: empty_object(),
+            resources: Resources::default(),
+            access_control: true,
+            owner,
+            creator: owner,
+            created: chrono::Utc::now(),
+            volume: None,
+            unenforced: Vec::new(),
+            current: None,
+            deleting: false,
+        };
+        let txn = store.write().unwrap();
+        authz::create_object(
+            &txn,
+            &ObjectMeta {
+                id: s.id,
+                kind: Kind::Servable,
+                owner: Some(owner),
+                created: s.created,
+            },
+        )
+        .unwrap();
+        put_servable(&txn, &s).unwrap();
+        txn.commit().unwrap();
+        s
+    }
+
+    fn instance(store: &Store, servable: &Servable) -> Id {
+        let i = Instance {
+            id: Id::new(),
+            servable: servable.id,
+            kind: servable.kind,
+            state: InstanceState::Running,
+            exit_code: None,
+            ipv4_address: None,
+            runner: servable.owner,
+            api_key: None,
+            created: servable.created,
+            started: None,
+            finished: None,
+            restarts: 0,
+            error: None,
+            outputs: Vec::new(),
+            stopping: false,
+            log: Default::default(),
+        };
+        let txn = store.write().unwrap();
+        authz::create_object(
+            &txn,
+            &ObjectMeta {
+                id: i.id,
+                kind: Kind::Instance,
+                owner: Some(servable.owner),
+                created: i.created,
+            },
+        )
+        .unwrap();
+        put_instance(&txn, &i).unwrap();
+        txn.commit().unwrap();
+        i.id
+    }
+
+    /// A deletion is marked before anything is removed, found again after a crash through the
+    /// index, and forgetting is complete (every instance, even one made after the deletion
+    /// read them) and idempotent.
+    #[test]
+    fn a_begun_deletion_is_found_again_and_forgetting_is_complete_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        let owner = Id::new();
+        let (kept, doomed) = (servable(&store, owner), servable(&store, owner));
+        let first = instance(&store, &doomed);
+        assert!(deleting_servables(&store).unwrap().is_empty());
+
+        let marked = mark_deleting(&store, doomed.id).unwrap().unwrap();
+        assert!(marked.deleting);
+        // Marking again changes nothing; a servable that is gone is `None`.
+        assert!(mark_deleting(&store, doomed.id).unwrap().unwrap().deleting);
+        assert!(mark_deleting(&store, Id::new()).unwrap().is_none());
+        let found: Vec<Id> = deleting_servables(&store)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(found, vec![doomed.id]);
+        assert!(!get_servable(&store, kept.id).unwrap().unwrap().deleting);
+
+        let late = instance(&store, &doomed);
+        forget_servable(&store, doomed.id).unwrap();
+        forget_servable(&store, doomed.id).unwrap();
+        assert!(get_servable(&store, doomed.id).unwrap().is_none());
+        for i in [first, late] {
+            assert!(
+                get_instance(&store, i).unwrap().is_none(),
+                "instance {i} left"
+            );
+        }
+        assert!(instances_of(&store, doomed.id).unwrap().is_empty());
+        assert!(deleting_servables(&store).unwrap().is_empty());
+        assert!(get_servable(&store, kept.id).unwrap().is_some());
+    }
 }
