@@ -10,6 +10,11 @@
 //! | `resources` | types and the lists |
 //! | `access` | access lists, grant, revoke, delegation requests |
 //! | `servable` | servable create, run, stop, restart, logs, delete |
+//! | `push`, `pull`, `upload` | images between the local Docker engine and the registry; projects |
+//! | `registry` | the registry (`/v2`) as those use it |
+//! | `layers` | an image's layers read from the engine's export, compressed, remembered |
+//! | `local` | the local Docker engine (connect, inspect, build) |
+//! | `progress` | progress bars and step notes on standard error |
 //!
 //! The clap tree of these commands is [`ClientCommand`], flattened into `dtaas`'s own; the
 //! global flags are [`ClientFlags`]. A command gets a [`Ctx`]: the flags, the environment, the
@@ -18,11 +23,18 @@
 mod access;
 mod docker;
 pub mod http;
+mod layers;
+mod local;
 mod login;
 pub mod output;
 pub mod profile;
+mod progress;
+mod pull;
+mod push;
+mod registry;
 mod resources;
 mod servable;
+mod upload;
 
 use clap::{Args, Subcommand};
 use http::{Api, ClientError};
@@ -106,6 +118,17 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: servable::ServableCommand,
     },
+    /// Build (when missing) and push a project's images, then register its manifest
+    /// (MANIFEST or MANIFEST.json).
+    #[command(after_help = upload::EXAMPLES)]
+    Upload(upload::UploadArgs),
+    /// Push an image of the local Docker engine to the appliance's registry (no docker CLI
+    /// needed).
+    #[command(after_help = push::EXAMPLES)]
+    Push(push::PushArgs),
+    /// Pull an image of the appliance's registry into the local Docker engine.
+    #[command(after_help = pull::EXAMPLES)]
+    Pull(pull::PullArgs),
     /// Print a completion script for your shell.
     #[command(
         after_help = "Examples:\n  dtaas completions bash > /etc/bash_completion.d/dtaas\n  dtaas completions zsh > \"${fpath[1]}/_dtaas\"\n  dtaas completions fish > ~/.config/fish/completions/dtaas.fish"
@@ -190,6 +213,9 @@ pub async fn run(flags: ClientFlags, command: ClientCommand) -> Result<(), Strin
         ClientCommand::Revoke(args) => access::revoke(&ctx, args).await,
         ClientCommand::Requests(args) => access::requests(&ctx, args).await,
         ClientCommand::Servable { command } => servable::run(&ctx, command).await,
+        ClientCommand::Upload(args) => upload::upload(&ctx, args).await,
+        ClientCommand::Push(args) => push::push(&ctx, args).await,
+        ClientCommand::Pull(args) => pull::pull(&ctx, args).await,
         ClientCommand::Completions { .. } => {
             Err("completions are printed by the command line itself".into())
         }
