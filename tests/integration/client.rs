@@ -13,15 +13,16 @@ use std::process::Stdio;
 use tempfile::TempDir;
 
 /// What a run of the binary gave.
-struct Ran {
-    ok: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) ok: bool,
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Ran {
-    fn json(&self) -> Value {
+    #[track_caller]
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "not JSON: {e}: {:?} (stderr {:?})",
@@ -31,7 +32,7 @@ impl Ran {
     }
 
     #[track_caller]
-    fn assert_ok(&self) -> &Ran {
+    pub(crate) fn assert_ok(&self) -> &Ran {
         assert!(
             self.ok,
             "failed ({:?}): {}{}",
@@ -41,7 +42,7 @@ impl Ran {
     }
 
     #[track_caller]
-    fn assert_failed_with(&self, needle: &str) -> &Ran {
+    pub(crate) fn assert_failed_with(&self, needle: &str) -> &Ran {
         assert!(!self.ok, "succeeded: {}", self.stdout);
         assert_eq!(self.code, Some(1), "{}", self.stderr);
         assert!(
@@ -53,13 +54,13 @@ impl Ran {
     }
 }
 
-/// A user's machine: its own home (profile file, docker's config).
-struct Machine {
+/// A user's machine: its own home (profile file, layer cache, docker's config).
+pub(crate) struct Machine {
     home: TempDir,
 }
 
 impl Machine {
-    fn new() -> Machine {
+    pub(crate) fn new() -> Machine {
         Machine {
             home: tempfile::tempdir().unwrap(),
         }
@@ -77,16 +78,27 @@ impl Machine {
         self.home.path().join(".docker")
     }
 
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> Ran {
+    pub(crate) async fn run(&self, args: &[&str], stdin: Option<&str>) -> Ran {
         self.run_env(args, stdin, &[]).await
     }
 
-    async fn run_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Ran {
+    /// Runs with no docker CLI to be found: the client must do without it.
+    pub(crate) async fn run_without_docker_cli(&self, args: &[&str]) -> Ran {
+        self.run_env(args, None, &[("PATH", "/nonexistent")]).await
+    }
+
+    pub(crate) async fn run_env(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Ran {
         use tokio::io::AsyncWriteExt;
         let mut cmd = dtaas_command();
         cmd.args(args)
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.config_home())
+            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
             .env_remove("DOCKER_CONFIG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -110,7 +122,13 @@ impl Machine {
     }
 
     /// `dtaas [--profile P] login URL -u LOGIN --password-stdin [extra]`.
-    async fn login(&self, profile: Option<&str>, url: &str, login: &str, extra: &[&str]) -> Ran {
+    pub(crate) async fn login(
+        &self,
+        profile: Option<&str>,
+        url: &str,
+        login: &str,
+        extra: &[&str],
+    ) -> Ran {
         let mut args = Vec::new();
         if let Some(p) = profile {
             args.extend(["--profile", p]);

@@ -3,102 +3,11 @@
 //! of its own. The client talks to the engine through its API only: the upload runs with no
 //! docker CLI on its PATH. The docker CLI is used here only to make and check images.
 
+use crate::client::Machine;
 use crate::harness::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Stdio;
 use tempfile::TempDir;
-
-/// What a run of the binary gave.
-struct Ran {
-    ok: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "not JSON: {e}: {:?} (stderr {:?})",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    #[track_caller]
-    fn assert_ok(&self) -> &Ran {
-        assert!(
-            self.ok,
-            "failed ({:?}): {}{}",
-            self.code, self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-/// A user's machine: its own home (profile, layer cache, docker's config).
-struct Machine {
-    home: TempDir,
-}
-
-impl Machine {
-    fn new() -> Machine {
-        Machine {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    async fn run_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Ran {
-        use tokio::io::AsyncWriteExt;
-        let mut cmd = dtaas_command();
-        cmd.args(args)
-            .env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
-            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
-            .env_remove("DOCKER_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn dtaas");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).await.unwrap();
-        }
-        drop(input);
-        let out = child.wait_with_output().await.unwrap();
-        Ran {
-            ok: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    async fn run(&self, args: &[&str]) -> Ran {
-        self.run_env(args, None, &[]).await
-    }
-
-    /// Runs with no docker CLI to be found: the client must do without it.
-    async fn run_without_docker_cli(&self, args: &[&str]) -> Ran {
-        self.run_env(args, None, &[("PATH", "/nonexistent")]).await
-    }
-
-    async fn login(&self, url: &str, login: &str) {
-        self.run_env(
-            &["login", url, "-u", login, "--password-stdin"],
-            Some(&format!("{PASSWORD}\n")),
-            &[],
-        )
-        .await
-        .assert_ok();
-    }
-}
 
 /// Engine images a test made, removed when it ends (also when it fails).
 struct Images(Vec<String>);
@@ -137,7 +46,7 @@ async fn push_then_docker_pull_then_pull_under_a_new_tag_and_run() {
     let server = TestServer::start().await;
     let (_, login) = v1_user(&server, "push").await;
     let me = Machine::new();
-    me.login(&server.base, &login).await;
+    me.login(None, &server.base, &login, &[]).await.assert_ok();
     base_image().await;
     let registry = server.addr.to_string();
     let docker_config = tempfile::tempdir().unwrap();
@@ -167,7 +76,7 @@ async fn push_then_docker_pull_then_pull_under_a_new_tag_and_run() {
     let id = image_id(&local).await.expect("the built image");
 
     // Pushed to <login>/<name>:1, the layer sent and the base layer too (a new repository).
-    let ran = me.run(&["push", &local, "--json"]).await;
+    let ran = me.run(&["push", &local, "--json"], None).await;
     let pushed = ran.assert_ok().json();
     assert_eq!(pushed["name"], format!("{login}/{name}"));
     assert_eq!(pushed["tag"], "1");
@@ -200,10 +109,17 @@ async fn push_then_docker_pull_then_pull_under_a_new_tag_and_run() {
 
     // Again: the tag holds it, nothing is sent. Under another name: the blobs are mounted
     // from the first repository (the layer cache remembers them), not sent.
-    let again = me.run(&["push", &local, "--json"]).await.assert_ok().json();
+    let again = me
+        .run(&["push", &local, "--json"], None)
+        .await
+        .assert_ok()
+        .json();
     assert_eq!(again["already"], true, "{again}");
     let ran = me
-        .run(&["push", &local, "--name", &format!("{login}/copy:7")])
+        .run(
+            &["push", &local, "--name", &format!("{login}/copy:7")],
+            None,
+        )
         .await;
     ran.assert_ok();
     assert!(
@@ -253,21 +169,23 @@ async fn push_then_docker_pull_then_pull_under_a_new_tag_and_run() {
     assert!(out.contains(&stamp), "{out}");
 
     // A name without its namespace is found in the caller's; the default tag is docker's.
-    let ran = me.run(&["pull", &format!("{name}:1"), "--json"]).await;
+    let ran = me
+        .run(&["pull", &format!("{name}:1"), "--json"], None)
+        .await;
     let v = ran.assert_ok().json();
     assert_eq!(v["already"], true, "{v}");
     assert_eq!(v["image"], remote);
     assert_eq!(image_id(&remote).await.as_deref(), Some(id.as_str()));
 
     // What is not there says so.
-    let ran = me.run(&["pull", &format!("{login}/nothing:1")]).await;
+    let ran = me.run(&["pull", &format!("{login}/nothing:1")], None).await;
     assert!(!ran.ok);
     assert!(
         ran.stderr.contains("is not in the registry"),
         "{}",
         ran.stderr
     );
-    let ran = me.run(&["push", &format!("{name}-missing:1")]).await;
+    let ran = me.run(&["push", &format!("{name}-missing:1")], None).await;
     assert!(!ran.ok);
     assert!(ran.stderr.contains("has no image"), "{}", ran.stderr);
     images.0.push(id);
@@ -307,7 +225,7 @@ async fn upload_of_hello_builds_pushes_and_registers_then_skips_everything() {
     let server = TestServer::start().await;
     let (api, login) = v1_user(&server, "upl").await;
     let me = Machine::new();
-    me.login(&server.base, &login).await;
+    me.login(None, &server.base, &login, &[]).await.assert_ok();
     base_image().await;
     let tag = unique("t");
     let project = hello_project(&tag);
@@ -415,7 +333,7 @@ async fn a_failing_build_registers_nothing_and_the_fixed_upload_skips_what_went_
     let server = TestServer::start().await;
     let (api, login) = v1_user(&server, "fail").await;
     let me = Machine::new();
-    me.login(&server.base, &login).await;
+    me.login(None, &server.base, &login, &[]).await.assert_ok();
     base_image().await;
     let tag = unique("t");
     let project = tempfile::tempdir().unwrap();
