@@ -361,22 +361,9 @@ impl Supervisor {
     /// `keep` refuses: what a crash left behind that no record owns any more.
     pub async fn remove_orphans(&self, kind: &str, keep: impl Fn(&str) -> bool) -> Result<()> {
         let docker = self.docker().await?;
-        let filters: HashMap<String, Vec<String>> = [(
-            "label".to_owned(),
-            vec![
-                format!("dtaas.installation={}", self.installation),
-                format!("dtaas.kind={kind}"),
-            ],
-        )]
-        .into();
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine_error("listing containers", e))?;
+        let containers = self
+            .installation_containers(&docker, &[format!("dtaas.kind={kind}")], None)
+            .await?;
         for c in containers {
             let name = c
                 .names
@@ -397,19 +384,7 @@ impl Supervisor {
     /// made (a crash stopped it before it removed them): they may hold a volume.
     pub async fn remove_stale_utilities(&self) -> Result<()> {
         let docker = self.docker().await?;
-        let filters: HashMap<String, Vec<String>> = [(
-            "label".to_owned(),
-            vec![format!("dtaas.installation={}", self.installation)],
-        )]
-        .into();
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine_error("listing containers", e))?;
+        let containers = self.installation_containers(&docker, &[], None).await?;
         let run = self.run.to_string();
         for c in containers {
             let labels = c.labels.unwrap_or_default();
@@ -429,28 +404,40 @@ impl Supervisor {
     /// Removes this installation's containers that use the volume `name` (whatever their
     /// state): what keeps a volume that is to go in use.
     pub async fn remove_users_of_volume(&self, docker: &Docker, name: &str) -> Result<()> {
-        let filters: HashMap<String, Vec<String>> = [
-            (
-                "label".to_owned(),
-                vec![format!("dtaas.installation={}", self.installation)],
-            ),
-            ("volume".to_owned(), vec![name.to_owned()]),
-        ]
-        .into();
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| engine_error("listing containers", e))?;
+        let containers = self
+            .installation_containers(docker, &[], Some(name))
+            .await?;
         for c in containers {
             let Some(id) = c.id else { continue };
             tracing::info!(container = %id, volume = name, "removing a container that holds a volume to remove");
             self.remove(docker, &id).await;
         }
         Ok(())
+    }
+
+    /// Every container of this installation (in any state), with these labels too and, when
+    /// given, using this volume.
+    async fn installation_containers(
+        &self,
+        docker: &Docker,
+        labels: &[String],
+        volume: Option<&str>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let mut label = vec![format!("dtaas.installation={}", self.installation)];
+        label.extend(labels.iter().cloned());
+        let mut filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), label)]);
+        if let Some(volume) = volume {
+            filters.insert("volume".to_owned(), vec![volume.to_owned()]);
+        }
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| engine_error("listing containers", e))
     }
 
     /// Removes a directory tree of the data directory that containers wrote to. A container
