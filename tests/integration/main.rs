@@ -13,6 +13,7 @@ mod admin;
 mod backup;
 mod builds;
 mod client;
+mod client_flow;
 mod client_images;
 mod config;
 mod engine;

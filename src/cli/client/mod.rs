@@ -10,6 +10,11 @@
 //! | `resources` | types and the lists |
 //! | `access` | access lists, grant, revoke, delegation requests |
 //! | `servable` | servable create, run, stop, restart, logs, delete |
+//! | `images` | the kabuto flow's images: build (followed), rebuild, show, delete |
+//! | `pipelines` | the kabuto flow's pipelines and jobs: create, add, submit, logs, result |
+//! | `logs` | an instance's or a job's log, stored or followed |
+//! | `repositories` | search and share the registry's repositories |
+//! | `multipart` | `multipart/form-data` bodies, files streamed from disk |
 //! | `push`, `pull`, `upload` | images between the local Docker engine and the registry; projects |
 //! | `registry` | the registry (`/v2`) as those use it |
 //! | `layers` | an image's layers read from the engine's export, compressed, remembered |
@@ -23,15 +28,20 @@
 mod access;
 mod docker;
 pub mod http;
+mod images;
 mod layers;
 mod local;
 mod login;
+mod logs;
+mod multipart;
 pub mod output;
+mod pipelines;
 pub mod profile;
 mod progress;
 mod pull;
 mod push;
 mod registry;
+mod repositories;
 mod resources;
 mod servable;
 mod upload;
@@ -118,6 +128,24 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: servable::ServableCommand,
     },
+    /// Images built on the appliance (the kabuto flow): build, rebuild, show, delete.
+    #[command(after_help = images::EXAMPLES)]
+    Image {
+        #[command(subcommand)]
+        command: images::ImageCommand,
+    },
+    /// Pipelines of jobs (the kabuto flow): create, show, delete.
+    #[command(after_help = pipelines::PIPELINE_EXAMPLES)]
+    Pipeline {
+        #[command(subcommand)]
+        command: pipelines::PipelineCommand,
+    },
+    /// Jobs: add to a pipeline, submit, show, follow the log, download the result, kill.
+    #[command(after_help = pipelines::JOB_EXAMPLES)]
+    Job {
+        #[command(subcommand)]
+        command: pipelines::JobCommand,
+    },
     /// Build (when missing) and push a project's images, then register its manifest
     /// (MANIFEST or MANIFEST.json).
     #[command(after_help = upload::EXAMPLES)]
@@ -129,6 +157,12 @@ pub enum ClientCommand {
     /// Pull an image of the appliance's registry into the local Docker engine.
     #[command(after_help = pull::EXAMPLES)]
     Pull(pull::PullArgs),
+    /// Search the registry's repositories you may pull, by name.
+    #[command(after_help = repositories::SEARCH_EXAMPLES)]
+    Search(repositories::SearchArgs),
+    /// Share a repository of the registry with a user (READ lets them pull it).
+    #[command(after_help = repositories::SHARE_EXAMPLES)]
+    Share(repositories::ShareArgs),
     /// Print a completion script for your shell.
     #[command(
         after_help = "Examples:\n  dtaas completions bash > /etc/bash_completion.d/dtaas\n  dtaas completions zsh > \"${fpath[1]}/_dtaas\"\n  dtaas completions fish > ~/.config/fish/completions/dtaas.fish"
@@ -213,6 +247,11 @@ pub async fn run(flags: ClientFlags, command: ClientCommand) -> Result<(), Strin
         ClientCommand::Revoke(args) => access::revoke(&ctx, args).await,
         ClientCommand::Requests(args) => access::requests(&ctx, args).await,
         ClientCommand::Servable { command } => servable::run(&ctx, command).await,
+        ClientCommand::Image { command } => images::run(&ctx, command).await,
+        ClientCommand::Pipeline { command } => pipelines::pipeline(&ctx, command).await,
+        ClientCommand::Job { command } => pipelines::job(&ctx, command).await,
+        ClientCommand::Search(args) => repositories::search(&ctx, args).await,
+        ClientCommand::Share(args) => repositories::share(&ctx, args).await,
         ClientCommand::Upload(args) => upload::upload(&ctx, args).await,
         ClientCommand::Push(args) => push::push(&ctx, args).await,
         ClientCommand::Pull(args) => pull::pull(&ctx, args).await,

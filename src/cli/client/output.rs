@@ -71,6 +71,16 @@ impl Output {
     }
 }
 
+/// An object's fields, one per line: `name:` and the value, the values aligned.
+pub fn fields(rows: &[(&str, String)]) {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(k, v)| format!("{:<width$}{v}", format!("{k}:")))
+        .collect();
+    say(&lines.join("\n"));
+}
+
 /// An aligned table: two spaces between columns, the last one not padded.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

@@ -11,6 +11,9 @@ pub const LIST_EXAMPLES: &str = "Examples:
   dtaas list instances my-servable
   dtaas list jobs --state running --limit 20
   dtaas list requests --state pending
+  dtaas list images --name tool
+  dtaas list jobs --pipeline nightly --state failed
+  dtaas list repositories
   dtaas list prototypes --json";
 
 /// What `dtaas list` lists.
@@ -21,6 +24,11 @@ pub enum Kind {
     /// A servable's instances (give the servable).
     Instances,
     Jobs,
+    /// Images built on the appliance (`dtaas image build`).
+    Images,
+    Pipelines,
+    /// The registry's repositories you may pull.
+    Repositories,
     Trusts,
     /// Delegation requests.
     Requests,
@@ -42,6 +50,13 @@ pub struct ListArgs {
     /// granted or refused).
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
+    /// Only those whose name holds this text, ignoring case (images, pipelines,
+    /// repositories).
+    #[arg(long, value_name = "TEXT")]
+    pub name: Option<String>,
+    /// Only this pipeline's jobs (id or name).
+    #[arg(long, value_name = "PIPELINE")]
+    pub pipeline: Option<String>,
     /// At most this many.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
@@ -54,9 +69,9 @@ pub struct ListArgs {
 /// How a kind is listed.
 pub struct Spec {
     pub path: &'static str,
-    /// The filters (`--type` -> `type`, `--state` -> `state`) the list takes.
-    pub takes_type: bool,
-    pub takes_state: bool,
+    /// The filters it takes, by their query names (`--type` -> `type`, `--state`, `--name`,
+    /// `--pipeline`).
+    pub filters: &'static [&'static str],
     pub columns: &'static [Column],
     pub empty: &'static str,
 }
@@ -69,50 +84,61 @@ pub fn spec(kind: Kind) -> Spec {
     match kind {
         Kind::Prototypes => Spec {
             path: "/v1/prototypes",
-            takes_type: true,
-            takes_state: false,
+            filters: &["type"],
             columns: PROTOTYPE_COLUMNS,
             empty: "No prototypes.",
         },
         Kind::Servables => Spec {
             path: "/v1/servables",
-            takes_type: true,
-            takes_state: false,
+            filters: &["type"],
             columns: SERVABLE_COLUMNS,
             empty: "No servables.",
         },
         Kind::Instances => Spec {
             path: "/v1/servables/{}/instances",
-            takes_type: false,
-            takes_state: false,
+            filters: &[],
             columns: INSTANCE_COLUMNS,
             empty: "No instances: `dtaas servable run SERVABLE` makes one.",
         },
         Kind::Jobs => Spec {
             path: "/v1/jobs",
-            takes_type: false,
-            takes_state: true,
+            filters: &["state", "pipeline"],
             columns: JOB_COLUMNS,
             empty: "No jobs.",
         },
+        Kind::Images => Spec {
+            path: "/v1/images",
+            filters: &["name"],
+            columns: IMAGE_COLUMNS,
+            empty: "No images: `dtaas image build NAME DIR` makes one.",
+        },
+        Kind::Pipelines => Spec {
+            path: "/v1/pipelines",
+            filters: &["name"],
+            columns: PIPELINE_COLUMNS,
+            empty: "No pipelines: `dtaas pipeline create NAME` makes one.",
+        },
+        Kind::Repositories => Spec {
+            path: "/v1/repositories",
+            filters: &["name"],
+            columns: REPOSITORY_COLUMNS,
+            empty: "No repositories: `dtaas push IMAGE` makes one.",
+        },
         Kind::Trusts => Spec {
             path: "/v1/trusts",
-            takes_type: false,
-            takes_state: false,
+            filters: &[],
             columns: TRUST_COLUMNS,
             empty: "No trusts.",
         },
         Kind::Requests => Spec {
             path: "/v1/delegation-requests",
-            takes_type: false,
-            takes_state: true,
+            filters: &["state"],
             columns: REQUEST_COLUMNS,
             empty: "No delegation requests.",
         },
         Kind::ApiKeys => Spec {
             path: "/v1/api-keys",
-            takes_type: false,
-            takes_state: false,
+            filters: &[],
             columns: KEY_COLUMNS,
             empty: "No API keys.",
         },
@@ -133,6 +159,38 @@ pub const JOB_COLUMNS: &[Column] = &[
     ("PIPELINE", |v| at(v, "/pipeline/id")),
     ("CREATED", |v| time(v, "/creation_date")),
     ("COMMAND", |v| at(v, "/command")),
+];
+
+pub const IMAGE_COLUMNS: &[Column] = &[
+    ("ID", |v| at(v, "/id")),
+    ("NAME", |v| at(v, "/name")),
+    ("STATE", |v| at(v, "/state")),
+    ("BUILT", |v| time(v, "/built")),
+    ("REPOSITORY", |v| at(v, "/repository")),
+];
+
+pub const PIPELINE_COLUMNS: &[Column] = &[
+    ("ID", |v| at(v, "/id")),
+    ("NAME", |v| at(v, "/name")),
+    ("JOBS", |v| {
+        v["jobs"]
+            .as_array()
+            .map_or_else(|| "-".to_owned(), |j| j.len().to_string())
+    }),
+    ("QUEUED", |v| at(v, "/queued")),
+    ("CREATED", |v| time(v, "/created")),
+];
+
+pub const REPOSITORY_COLUMNS: &[Column] = &[
+    ("ID", |v| at(v, "/id")),
+    ("NAME", |v| at(v, "/name")),
+    ("TAGS", |v| at(v, "/tags")),
+    ("SIZE", |v| {
+        v["size"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), super::progress::size)
+    }),
+    ("CREATED", |v| time(v, "/created")),
 ];
 
 pub const TRUST_COLUMNS: &[Column] = &[
@@ -178,13 +236,27 @@ pub const REQUEST_COLUMNS: &[Column] = &[
     ("REASON", |v| at(v, "/reason")),
 ];
 
-/// A servable by id or by name (among those you may read: one of that name, or an error
-/// that says to use the id).
-pub async fn find_servable(api: &super::http::Api, which: &str) -> Result<Value, String> {
+/// An object of a `/v1` list by id or by name: the id is fetched as it is; a name is looked for
+/// among those the caller may read (with the list's `name` filter where it has one), and must
+/// name exactly one. `what` is the kind for sentences ("servable"), `list` the command that
+/// lists them.
+pub async fn find_named(
+    api: &super::http::Api,
+    path: &str,
+    filters_by_name: bool,
+    which: &str,
+    what: &str,
+    list: &str,
+) -> Result<Value, String> {
     if is_id(which) {
-        return Ok(api.get(&format!("/v1/servables/{which}")).await?);
+        return Ok(api.get(&format!("{path}/{which}")).await?);
     }
-    let all = api.list("/v1/servables", &[], None, 1000).await?;
+    let query = if filters_by_name {
+        vec![("name", which.to_owned())]
+    } else {
+        Vec::new()
+    };
+    let all = api.list(path, &query, None, 1000).await?;
     let mut named: Vec<Value> = all
         .into_iter()
         .filter(|s| s["name"].as_str() == Some(which))
@@ -192,12 +264,43 @@ pub async fn find_servable(api: &super::http::Api, which: &str) -> Result<Value,
     match named.len() {
         1 => Ok(named.remove(0)),
         0 => Err(format!(
-            "no servable named {which:?} that you may read (`dtaas list servables`)"
+            "no {what} named {which:?} that you may read (`{list}`)"
         )),
         n => Err(format!(
-            "{n} servables are named {which:?}: give the id of one (`dtaas list servables`)"
+            "{n} {what}s are named {which:?}: give the id of one (`{list}`)"
         )),
     }
+}
+
+/// A servable by id or by name.
+pub async fn find_servable(api: &super::http::Api, which: &str) -> Result<Value, String> {
+    find_named(
+        api,
+        "/v1/servables",
+        false,
+        which,
+        "servable",
+        "dtaas list servables",
+    )
+    .await
+}
+
+/// A pipeline by id or by name.
+pub async fn find_pipeline(api: &super::http::Api, which: &str) -> Result<Value, String> {
+    find_named(
+        api,
+        "/v1/pipelines",
+        true,
+        which,
+        "pipeline",
+        "dtaas list pipelines",
+    )
+    .await
+}
+
+/// An image by id or by name.
+pub async fn find_image(api: &super::http::Api, which: &str) -> Result<Value, String> {
+    find_named(api, "/v1/images", true, which, "image", "dtaas list images").await
 }
 
 pub async fn types(ctx: &Ctx) -> Result<(), String> {
@@ -225,15 +328,16 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), String> {
         .to_possible_value()
         .map(|v| v.get_name().to_owned())
         .unwrap_or_default();
-    if args.of_type.is_some() && !spec.takes_type {
-        return Err(format!(
-            "--type does not filter {name} (prototypes and servables only)"
-        ));
-    }
-    if args.state.is_some() && !spec.takes_state {
-        return Err(format!(
-            "--state does not filter {name} (jobs and requests only)"
-        ));
+    let given = [
+        ("type", args.of_type.is_some()),
+        ("state", args.state.is_some()),
+        ("name", args.name.is_some()),
+        ("pipeline", args.pipeline.is_some()),
+    ];
+    for (filter, set) in given {
+        if set && !spec.filters.contains(&filter) {
+            return Err(format!("--{filter} does not filter {name}"));
+        }
     }
     let api = ctx.api()?;
     let path = match (args.kind, &args.servable) {
@@ -256,6 +360,13 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), String> {
     }
     if let Some(s) = args.state {
         query.push(("state", s));
+    }
+    if let Some(n) = args.name {
+        query.push(("name", n));
+    }
+    if let Some(p) = args.pipeline {
+        let pipeline = find_pipeline(&api, &p).await?;
+        query.push(("pipeline", at(&pipeline, "/id")));
     }
     let items = api
         .list(&path, &query, args.limit, usize::from(args.page_size))

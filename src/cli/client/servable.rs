@@ -2,13 +2,11 @@
 //! `/v1/servables` and `/v1/instances`. A servable is named by its id or by its name; commands
 //! on an instance also take the servable (its latest instance).
 
-use super::http::{Payload, SseParser, sanitize};
-use super::output::{at, say};
+use super::http::sanitize;
+use super::output::at;
 use super::resources::find_servable;
 use super::{Ctx, is_id, segment};
 use clap::Subcommand;
-use http_body_util::BodyExt;
-use hyper::Method;
 use serde_json::{Value, json};
 
 pub const EXAMPLES: &str = "Examples:
@@ -205,9 +203,7 @@ pub async fn run(ctx: &Ctx, command: ServableCommand) -> Result<(), String> {
                 ("resources", at(&s, "/resources")),
                 ("unenforced", at(&s, "/unenforced")),
             ];
-            for (k, v) in rows {
-                say(&format!("{:<11}{v}", format!("{k}:")));
-            }
+            super::output::fields(&rows);
         }
         ServableCommand::Run { servable } => {
             let s = find_servable(&api, &servable).await?;
@@ -239,7 +235,14 @@ pub async fn run(ctx: &Ctx, command: ServableCommand) -> Result<(), String> {
         }
         ServableCommand::Logs { target, follow } => {
             let id = find_instance(&api, &target).await?;
-            logs(ctx, &api, &id, follow).await?;
+            super::logs::print(
+                ctx,
+                &api,
+                &format!("/v1/instances/{}/logs", segment(&id)),
+                follow,
+                "instance",
+            )
+            .await?;
         }
         ServableCommand::Delete { servable } => {
             let s = find_servable(&api, &servable).await?;
@@ -250,71 +253,6 @@ pub async fn run(ctx: &Ctx, command: ServableCommand) -> Result<(), String> {
                 &json!({"deleted": id}),
                 &format!("Deleted servable {} ({id}).", at(&s, "/name")),
             );
-        }
-    }
-    Ok(())
-}
-
-/// An instance's log: the stored lines, or (`follow`) the live stream until the instance ends.
-async fn logs(ctx: &Ctx, api: &super::http::Api, id: &str, follow: bool) -> Result<(), String> {
-    api.require_key()?;
-    let path = format!("/v1/instances/{}/logs", segment(id));
-    if !follow {
-        let lines = api.get(&path).await?;
-        if ctx.out.json {
-            ctx.out.print_json(&lines);
-            return Ok(());
-        }
-        let text: Vec<&str> = lines
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|line| line["logline"].as_str().unwrap_or_default())
-            .collect();
-        if !text.is_empty() {
-            say(&text.join("\n"));
-        }
-        return Ok(());
-    }
-    let response = api
-        .send(
-            Method::GET,
-            &format!("{path}?follow=1"),
-            Payload::Empty,
-            &[(hyper::header::ACCEPT, "text/event-stream".to_owned())],
-        )
-        .await?;
-    let response = api.check(response).await?;
-    let mut body = response.into_body();
-    let mut parser = SseParser::default();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("the log stream broke off: {e}"))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        for event in parser.feed(&data) {
-            match event.event.as_str() {
-                "log" if ctx.out.json => {
-                    say(&json!({"id": event.id, "logline": event.data}).to_string());
-                }
-                "log" => say(&event.data),
-                "end" => {
-                    let end: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-                    if ctx.out.json {
-                        say(&json!({"end": end}).to_string());
-                    } else {
-                        eprintln!("(instance {id} ended: {})", at(&end, "/state"));
-                    }
-                }
-                "error" => {
-                    return Err(format!(
-                        "the log stream ended with an error: {}",
-                        sanitize(&event.data, 500)
-                    ));
-                }
-                _ => {}
-            }
         }
     }
     Ok(())
