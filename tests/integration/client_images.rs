@@ -328,6 +328,132 @@ async fn upload_of_hello_builds_pushes_and_registers_then_skips_everything() {
     );
 }
 
+/// Seed 000's walkthrough as the README tells it, with the client only: login, export (the
+/// later commands run on the exported variables alone, no profile), upload, run the pipeline,
+/// follow its log, find the app and reach it through the proxy.
+#[tokio::test]
+async fn the_seed_000_walkthrough_with_the_client() {
+    let server = TestServer::start().await;
+    let (_, login) = v1_user(&server, "walk").await;
+    let me = Machine::new();
+    me.login(None, &server.base, &login, &[]).await.assert_ok();
+    base_image().await;
+    let tag = unique("w");
+    let project = hello_project(&tag);
+    // The pipeline's script names the prototypes it deploys: the same tag.
+    let script = project.path().join("hello-pipeline/pipeline.sh");
+    let text = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("hello-daemon:1", &format!("hello-daemon:{tag}"))
+        .replace("hello-app:1", &format!("hello-app:{tag}"));
+    std::fs::write(&script, text).unwrap();
+    let _images = Images(HELLO.iter().map(|p| format!("{p}:{tag}")).collect());
+
+    // eval "$(dtaas export)": the variables, without the profile file.
+    let exported = me.run(&["export"], None).await.assert_ok().stdout.clone();
+    let vars: Vec<(String, String)> = exported
+        .trim()
+        .strip_prefix("export ")
+        .unwrap()
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.trim_matches('\'').to_owned())
+        })
+        .collect();
+    let key = vars
+        .iter()
+        .find(|(k, _)| k == "DTAAS_API_KEY")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let env: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let shell = Machine::new();
+    let run = |args: Vec<String>| {
+        let env = env.clone();
+        let shell = &shell;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            shell.run_env(&args, None, &env).await
+        }
+    };
+    let dir = project.path().to_string_lossy().into_owned();
+    let ran = run(vec!["upload".into(), dir]).await;
+    assert!(
+        ran.assert_ok().stdout.contains("Registered"),
+        "{}",
+        ran.stdout
+    );
+
+    let small = serde_json::json!({"cpu_cores": 0.5, "ram": 64}).to_string();
+    run(vec![
+        "servable".into(),
+        "create".into(),
+        format!("hello-pipeline:{tag}"),
+        "--resources".into(),
+        small,
+    ])
+    .await
+    .assert_ok();
+    let started = run(vec![
+        "servable".into(),
+        "run".into(),
+        "hello-pipeline".into(),
+    ])
+    .await;
+    assert!(
+        started.assert_ok().stdout.starts_with("Started instance"),
+        "{}",
+        started.stdout
+    );
+    let logs = run(vec![
+        "servable".into(),
+        "logs".into(),
+        "-f".into(),
+        "hello-pipeline".into(),
+    ])
+    .await;
+    assert!(
+        logs.assert_ok().stdout.contains("app servable"),
+        "{}",
+        logs.stdout
+    );
+    assert!(
+        logs.stderr.contains("(instance ended: exited)"),
+        "{}",
+        logs.stderr
+    );
+
+    // The app, found by its type, answers through the proxy with the exported key.
+    let apps = run(vec![
+        "list".into(),
+        "servables".into(),
+        "--type".into(),
+        "app".into(),
+        "--json".into(),
+    ])
+    .await
+    .assert_ok()
+    .json();
+    assert_eq!(apps.as_array().unwrap().len(), 1, "{apps}");
+    let url = apps[0]["url"].as_str().unwrap().to_owned();
+    let host = format!("{}.localhost", apps[0]["id"].as_str().unwrap());
+    let by_host = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&host, server.addr)
+        .build()
+        .unwrap();
+    let (status, body) = crate::servables::fetch_app(&by_host, &url, Some(&key), 30).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "The Daemon says, Hello, DTaaS!")
+    );
+    for name in ["hello-app", "hello-daemon", "hello-pipeline"] {
+        run(vec!["servable".into(), "delete".into(), name.into()])
+            .await
+            .assert_ok();
+    }
+}
+
 #[tokio::test]
 async fn a_failing_build_registers_nothing_and_the_fixed_upload_skips_what_went_up() {
     let server = TestServer::start().await;

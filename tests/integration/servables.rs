@@ -53,7 +53,12 @@ async fn docker_exec(container: &str, cmd: &[&str]) -> String {
 }
 
 /// Fetches `url` until the app answers 200 (it may still be starting) or `secs` pass.
-async fn fetch_app(c: &reqwest::Client, url: &str, auth: Option<&str>, secs: u64) -> (u16, String) {
+pub(crate) async fn fetch_app(
+    c: &reqwest::Client,
+    url: &str,
+    auth: Option<&str>,
+    secs: u64,
+) -> (u16, String) {
     let mut last = (0, String::new());
     for _ in 0..secs * 4 {
         let mut r = c.get(url);
