@@ -19,6 +19,8 @@ PACKAGES=(docker.io busybox-static curl git mercurial python3-requests python3-v
 # installs the package into, and systemd for `systemd-analyze security` on the unit (nothing
 # starts it: the tests do not need systemd running).
 PACKAGES+=(dpkg-dev lintian mmdebstrap zstd systemd)
+# The dashboard's browser tests: headless Chromium driven over WebDriver.
+PACKAGES+=(chromium chromium-driver)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

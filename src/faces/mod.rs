@@ -5,6 +5,7 @@
 //! | face | where | module | error dialect |
 //! | --- | --- | --- | --- |
 //! | kabuto-compatible API | `/register`, `/login`, `/image`, `/pipeline`, `/jobs`, `/execution` | [`kabuto`] | `{"error": "..."}` |
+//! | dashboard (people) | `/ui/...` | [`dashboard`] | HTML pages; 401 redirects to `/login` |
 //! | JSON API | `/v1/...`, documented at `/v1/doc` | [`v1`] | `{"error": {"code", "message"}}` |
 //! | registry | `/v2/...` | [`v2`] | `{"errors": [{"code", "message", "detail"}]}` |
 //! | app proxy | `<servable id>.<apps-domain>`, `/apps/<id>/` | [`proxy`] | /v1's |
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod csrf;
+pub mod dashboard;
 pub mod download;
 pub mod errors;
 pub mod health;
@@ -51,6 +53,7 @@ pub fn router(app: App) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(v1::router())
+        .merge(dashboard::routes())
         .merge(proxy::routes())
         .fallback(errors::not_found);
     with_kabuto_errors(faces)

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod harness;
 mod kabuto_client;
 
@@ -16,6 +17,11 @@ mod client;
 mod client_flow;
 mod client_images;
 mod config;
+mod dashboard;
+mod dashboard_access;
+mod dashboard_admin;
+mod dashboard_kabuto;
+mod dashboard_servables;
 mod engine;
 mod fuzz;
 mod jobs;

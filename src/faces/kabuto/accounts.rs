@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 pub(super) fn routes() -> Router<App> {
     Router::new()
-        .route("/", get(whoami))
+        .route("/", get(root))
         .route("/register", post(register))
         .route("/register/confirm/{login}/{token}", get(confirm))
         .route("/login", post(login).get(login_page))
@@ -131,7 +131,7 @@ async fn login_page(
     axum::extract::Query(q): axum::extract::Query<LoginPageQuery>,
 ) -> axum::response::Html<String> {
     const TEMPLATE: &str = include_str!("../../../templates/login.html");
-    let next = safe_next(q.next.as_deref()).unwrap_or("/");
+    let next = safe_next(q.next.as_deref()).unwrap_or("/ui");
     axum::response::Html(
         TEMPLATE
             .replace("{{action}}", &html_escape(uri.path()))
@@ -146,6 +146,7 @@ async fn login(
     ClientAddr(addr): ClientAddr,
     app_host: Option<axum::Extension<AppHost>>,
     jar: CookieJar,
+    headers: axum::http::HeaderMap,
     FormOrJson(form): FormOrJson<LoginForm>,
 ) -> Result<axum::response::Response> {
     use axum::response::IntoResponse;
@@ -171,6 +172,12 @@ async fn login(
     let jar = jar.add(cookie);
     Ok(match safe_next(form.next.as_deref()) {
         Some(next) => (jar, axum::response::Redirect::to(next)).into_response(),
+        // A browser's form without a place to return to: the dashboard (an app host's own
+        // page on an app host).
+        None if wants_html(&headers) => {
+            let home = if scope.is_some() { "/" } else { "/ui" };
+            (jar, axum::response::Redirect::to(home)).into_response()
+        }
         None => (jar, Json(json!({ "login": "success" }))).into_response(),
     })
 }
@@ -182,6 +189,55 @@ async fn logout(State(app): State<App>, jar: CookieJar) -> Result<(CookieJar, Js
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
     Ok((jar, Json(json!({ "logout": "success" }))))
+}
+
+/// Whether a request comes from a browser asking for a page (`Accept` names `text/html`), as
+/// opposed to curl or a script (`*/*`, JSON).
+fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|kind| {
+            kind.split(';')
+                .next()
+                .is_some_and(|k| k.trim().eq_ignore_ascii_case("text/html"))
+        })
+}
+
+/// `/`: a browser goes to the dashboard when its session is live, else to the sign-in page;
+/// anything else gets kabuto's probe (seed 003).
+async fn root(
+    State(app): State<App>,
+    ClientAddr(addr): ClientAddr,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response> {
+    use axum::response::{IntoResponse, Redirect};
+    let credential = crate::faces::auth::standard_credential(&headers);
+    let signed_in = match credential {
+        Ok(c) => Some(
+            crate::faces::auth::resolve(&app, c, addr, crate::faces::auth::Scope::Appliance).await,
+        ),
+        Err(e) => {
+            if wants_html(&headers) {
+                None
+            } else {
+                return Err(e);
+            }
+        }
+    };
+    if wants_html(&headers) {
+        return Ok(match signed_in {
+            Some(Ok(_)) => Redirect::to("/ui").into_response(),
+            _ => Redirect::to("/login?next=/ui").into_response(),
+        });
+    }
+    match signed_in {
+        Some(Ok(principal)) => Ok(whoami(Auth(principal)).await.into_response()),
+        Some(Err(e)) => Err(e),
+        None => Err(Error::unauthorized("not logged in")),
+    }
 }
 
 /// The authenticated probe: 200 with who you are, 401 otherwise.

@@ -1,0 +1,1 @@
+//! The dashboard's pages (issue 14): being built.
