@@ -206,8 +206,6 @@ pub enum Payload {
     Empty,
     Json(Value),
     Form(Vec<(String, String)>),
-    /// `multipart/form-data`, its files streamed from disk.
-    Multipart(super::multipart::Multipart),
     Stream {
         content_type: String,
         body: Body,
@@ -283,10 +281,6 @@ impl Api {
                 let text = serde_urlencoded::to_string(pairs)
                     .map_err(|e| ClientError::Local(format!("cannot encode the form: {e}")))?;
                 whole(Bytes::from(text))
-            }
-            Payload::Multipart(form) => {
-                request = request.header(header::CONTENT_TYPE, form.content_type());
-                form.into_body()
             }
             Payload::Stream { content_type, body } => {
                 request = request.header(header::CONTENT_TYPE, content_type);

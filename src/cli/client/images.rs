@@ -131,7 +131,7 @@ fn build_body(name: Option<&str>, source: &Source, new: bool) -> Result<Payload,
             for file in &source.attach {
                 form.file("attachments", file)?;
             }
-            return Ok(Payload::Multipart(form));
+            return Ok(form.into_payload());
         }
         let mut body = json!({"repo_url": url, "nocache": source.no_cache});
         if let Some(n) = name {
@@ -184,7 +184,7 @@ fn build_body(name: Option<&str>, source: &Source, new: bool) -> Result<Payload,
     for file in &attachments {
         form.file("attachments", file)?;
     }
-    Ok(Payload::Multipart(form))
+    Ok(form.into_payload())
 }
 
 /// Follows a build until it ends, printing its output to standard error as it grows; the
@@ -346,7 +346,7 @@ mod tests {
         assert_eq!(names, ["a.txt", "b.sh"]);
         assert!(matches!(
             build_body(Some("x"), &source(Some(dir.path())), true).unwrap(),
-            Payload::Multipart(_)
+            Payload::Stream { content_type, .. } if content_type.starts_with("multipart/form-data")
         ));
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let e = build_body(Some("x"), &source(Some(dir.path())), true)

@@ -2,7 +2,7 @@
 //! attachments, a job's inbox): text fields, and files streamed from disk as the request goes
 //! (never read whole into memory).
 
-use super::http::{Body, BoxError};
+use super::http::{Body, BoxError, Payload};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
@@ -75,9 +75,12 @@ impl Multipart {
         Ok(())
     }
 
-    /// Whether a file is among the parts.
-    pub fn has_files(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, Part::File { .. }))
+    /// The form as a request body.
+    pub fn into_payload(self) -> Payload {
+        Payload::Stream {
+            content_type: self.content_type(),
+            body: self.into_body(),
+        }
     }
 
     pub fn content_type(&self) -> String {
@@ -146,7 +149,6 @@ mod tests {
         let mut form = Multipart::new();
         form.text("name", "tool");
         form.file("attachments", &path).unwrap();
-        assert!(form.has_files());
         let boundary = form.boundary.clone();
         assert!(form.content_type().ends_with(&boundary));
         let body = form.into_body().collect().await.unwrap().to_bytes();

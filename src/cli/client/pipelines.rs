@@ -257,7 +257,7 @@ pub async fn job(ctx: &Ctx, command: JobCommand) -> Result<(), String> {
                 for file in &attach {
                     form.file("attachments", file)?;
                 }
-                Payload::Multipart(form)
+                form.into_payload()
             };
             api.require_key()?;
             let path = format!("/v1/pipelines/{}/jobs", segment(&at(&p, "/id")));
