@@ -2,8 +2,9 @@
 // build output grow as they come, without reloading.
 //
 //   <pre data-live-log="/v1/jobs/ID/logs" data-live-state="ID-of-an-element">  server-sent
-//     events (`log` lines appended, `end` with the state, then the page reloads once to show
-//     the final state and links).
+//     events (`log` lines appended; `end` writes the final state into that element and marks
+//     the pre `data-ended`; what only the finished page has, e.g. a result link, comes with
+//     the page's Reload link).
 //   <pre data-live-poll="/v1/builds/ID" data-live-field="output">  polled every second until
 //     the object's `state` is no longer PENDING, then the page reloads once.
 (function () {

@@ -214,6 +214,20 @@ impl FromRequest<App> for Upload {
             let Some(mut field) = field else { break };
             let key = field.name().unwrap_or_default().to_owned();
             match field.file_name().map(str::to_owned) {
+                Some(name) if name.is_empty() => {
+                    // A file input left empty: browsers send it as a part with an empty file
+                    // name and no content. Nothing was chosen, so nothing is kept; a part
+                    // with content but no name is refused as any unnamed file is.
+                    while let Some(chunk) = field
+                        .chunk()
+                        .await
+                        .map_err(|e| body_error(&e, e.status(), limit_mb))?
+                    {
+                        if !chunk.is_empty() {
+                            check_file_name(&name)?;
+                        }
+                    }
+                }
                 None => {
                     let value = field
                         .text()

@@ -40,9 +40,11 @@ pub fn duration(secs: i64) -> String {
     }
 }
 
-/// The first 8 hex digits of an id, for tables (the full id is in the link and the title).
+/// The last 8 hex digits of an id, for tables (the full id is in the link and the title). Ids
+/// are time-ordered (UUID v7): their first digits are a timestamp, the same for ids made close
+/// together; the last ones are random.
 pub fn short(id: &Id) -> String {
-    id.to_string()[..8].to_owned()
+    id.to_string()[24..].to_owned()
 }
 
 #[cfg(test)]
@@ -56,7 +58,7 @@ mod tests {
         assert_eq!(duration(42), "42 s");
         assert_eq!(duration(185), "3 min 5 s");
         assert_eq!(duration(7800), "2 h 10 min");
-        assert_eq!(short(&Id(0xabcdef12 << 96)), "abcdef12");
+        assert_eq!(short(&Id(0xabcdef12)), "abcdef12");
         let t = chrono::DateTime::parse_from_rfc3339("2026-12-01T20:12:56Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
