@@ -8,6 +8,7 @@ use crate::core::secrets::random_token;
 use crate::domains::accounts::{self, NewUser};
 use crate::faces::auth::{AppHost, Auth, ClientAddr, SESSION_COOKIE};
 use crate::faces::body::FormOrJson;
+use crate::faces::dashboard::account::SignInPage;
 use crate::faces::state::App;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -116,35 +117,38 @@ struct LoginPageQuery {
     next: Option<String>,
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&#39;")
+/// Where a browser goes once signed in when the page was given nowhere (or somewhere that is
+/// not a path on this host): the dashboard, or on an app host the app's own page.
+fn default_next(app_host: bool) -> &'static str {
+    if app_host { "/" } else { "/ui" }
 }
 
-/// The browser's login form (the app proxy sends people here). It posts to `/login` on the
-/// same host (on an app host the proxy maps `/.dtaas/login` there), which returns to `next`.
+/// The browser's sign-in page (the dashboard's look; the app proxy sends people here too). It
+/// posts to the path it was served at (on an app host the proxy maps `/.dtaas/login` there),
+/// which returns to `next`.
 async fn login_page(
+    State(app): State<App>,
+    app_host: Option<axum::Extension<AppHost>>,
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     axum::extract::Query(q): axum::extract::Query<LoginPageQuery>,
-) -> axum::response::Html<String> {
-    const TEMPLATE: &str = include_str!("../../../templates/login.html");
-    let next = safe_next(q.next.as_deref()).unwrap_or("/ui");
-    axum::response::Html(
-        TEMPLATE
-            .replace("{{action}}", &html_escape(uri.path()))
-            .replace("{{next}}", &html_escape(next)),
-    )
+) -> axum::response::Response {
+    let app_host = app_host.is_some();
+    let page = SignInPage {
+        action: uri.path(),
+        next: safe_next(q.next.as_deref()).unwrap_or(default_next(app_host)),
+        app_host,
+    };
+    page.render(&app, "", None)
 }
 
 /// Logs in: a session cookie. On an app's own host (the proxy's `/.dtaas/login`), the session
-/// is good for that app alone.
+/// is good for that app alone. A browser's form that fails gets the sign-in page again, with
+/// what went wrong; any other client gets kabuto's JSON error.
 async fn login(
     State(app): State<App>,
     ClientAddr(addr): ClientAddr,
     app_host: Option<axum::Extension<AppHost>>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     jar: CookieJar,
     headers: axum::http::HeaderMap,
     FormOrJson(form): FormOrJson<LoginForm>,
@@ -152,13 +156,25 @@ async fn login(
     use axum::response::IntoResponse;
     let now = app.now();
     let scope = app_host.map(|axum::Extension(AppHost(id))| id);
-    let (login, password) = (form.login, form.password);
+    let (login, password) = (form.login.clone(), form.password);
     let session = app
         .blocking(move |app| {
             let user = app.logins.login(&app.store, addr, &login, &password, now)?;
             accounts::create_session(&app.store, user.id, scope, &app.sessions, now)
         })
-        .await?;
+        .await;
+    let session = match session {
+        Ok(session) => session,
+        Err(e) if wants_html(&headers) && is_form(&headers) => {
+            let page = SignInPage {
+                action: uri.path(),
+                next: safe_next(form.next.as_deref()).unwrap_or(default_next(scope.is_some())),
+                app_host: scope.is_some(),
+            };
+            return Ok(page.render(&app, &form.login, Some(&e)));
+        }
+        Err(e) => return Err(e),
+    };
     let max_age = (session.session.expires - now).num_seconds().max(0);
     // Secure over TLS: a browser then never sends it over plain HTTP (e.g. to the redirect
     // listener).
@@ -189,6 +205,18 @@ async fn logout(State(app): State<App>, jar: CookieJar) -> Result<(CookieJar, Js
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
     Ok((jar, Json(json!({ "logout": "success" }))))
+}
+
+/// Whether a request's body is a urlencoded form (what a browser's sign-in form sends).
+fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// Whether a request comes from a browser asking for a page (`Accept` names `text/html`), as
