@@ -17,6 +17,17 @@ impl Id {
         self.0
     }
 
+    /// When a fresh id was made: the unix milliseconds in its first 48 bits (UUID v7).
+    pub fn millis(self) -> u64 {
+        (self.0 >> 80) as u64
+    }
+
+    /// The lowest id made at unix millisecond `ms` or later: the lower bound of a time range
+    /// over time-ordered ids.
+    pub fn first_at(ms: u64) -> Id {
+        Id(u128::from(ms & 0xffff_ffff_ffff) << 80)
+    }
+
     /// Parses the 32-hex-digit form (hyphenated UUIDs are accepted too, for convenience).
     pub fn parse(s: &str) -> Option<Id> {
         if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -169,6 +180,16 @@ mod tests {
         );
         assert!(serde_json::from_str::<Id>("\"nope\"").is_err());
         assert!(serde_json::from_str::<Id>("42").is_err());
+    }
+
+    #[test]
+    fn an_id_tells_when_it_was_made() {
+        let before = chrono::Utc::now().timestamp_millis() as u64;
+        let id = Id::new();
+        let after = chrono::Utc::now().timestamp_millis() as u64;
+        assert!((before..=after).contains(&id.millis()), "{id}");
+        assert!(Id::first_at(before) <= id && id < Id::first_at(after + 1));
+        assert_eq!(Id::first_at(before).millis(), before);
     }
 
     #[test]

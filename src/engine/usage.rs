@@ -7,11 +7,23 @@
 //! process, for cgroup v1 (`cpuacct.usage`, `memory.max_usage_in_bytes`,
 //! `blkio.throttle.io_service_bytes`) and v2 (`cpu.stat`, `memory.peak` or `memory.current`,
 //! `io.stat`). Otherwise it samples the engine's stats API.
+//!
+//! Besides, [`keep_history`] samples every running job and instance container of the
+//! installation every 30 s (CPU and memory, from the engine's stats API) into the last hour's
+//! history that the dashboard's overview draws, notes whether the engine answers, and measures
+//! the data directory's disk use every five minutes.
 
+use super::Engine;
+use crate::core::id::Id;
+use crate::core::metrics::{DiskUsage, EngineStatus, Metrics, UsageHistory, UsagePoint};
+use crate::core::tasks::Tasks;
 use bollard::Docker;
-use bollard::query_parameters::StatsOptionsBuilder;
+use bollard::query_parameters::{ListContainersOptionsBuilder, StatsOptionsBuilder};
 use futures_util::StreamExt;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
@@ -230,4 +242,256 @@ fn io_v2_bytes(text: &str) -> u64 {
             matches!(k, "rbytes" | "wbytes").then(|| v.parse::<u64>().ok())?
         })
         .sum()
+}
+
+/// How often the history samples the running containers.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(30);
+/// How many samples pass between two measurements of the disk (five minutes).
+const DISK_EVERY: u64 = 10;
+/// How many containers one round samples at most.
+const MAX_SAMPLED: usize = 64;
+
+/// Starts filling `metrics.usage` (see the module's documentation) until the server shuts
+/// down; does nothing when it is already being filled, so that the server's start and the first
+/// page that needs it may both call it.
+pub fn keep_history(
+    metrics: &Arc<Metrics>,
+    engine: &Arc<Engine>,
+    installation: Id,
+    data_dir: &Path,
+    tasks: &Tasks,
+) {
+    if !metrics.usage.begin_sampling() {
+        return;
+    }
+    let (metrics, engine, data_dir) = (metrics.clone(), engine.clone(), data_dir.to_owned());
+    tasks.spawn(async move {
+        let mut round = 0u64;
+        loop {
+            if round % DISK_EVERY == 0 {
+                let dir = data_dir.clone();
+                match tokio::task::spawn_blocking(move || measure_disk(&dir)).await {
+                    Ok(disk) => metrics.usage.set_disk(disk),
+                    Err(e) => tracing::warn!("measuring the data directory: {e}"),
+                }
+            }
+            round += 1;
+            metrics.usage.set_engine(engine_status(&engine).await);
+            if let Ok(docker) = engine.client().await
+                && let Err(e) = sample_round(&docker, installation, &metrics.usage).await
+            {
+                tracing::debug!("sampling the containers' usage: {e}");
+            }
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+    });
+}
+
+/// How long a page waits for the engine to say who it is.
+const ENGINE_WAIT: Duration = Duration::from_millis(800);
+
+/// Asks the engine who it is (at most [`ENGINE_WAIT`]): its version, or why it did not answer.
+pub async fn engine_status(engine: &Engine) -> EngineStatus {
+    let (up, text) = match tokio::time::timeout(ENGINE_WAIT, engine.info()).await {
+        Ok(Ok(info)) => (
+            true,
+            format!(
+                "Docker {} (API {}, {}/{})",
+                info.version, info.api_version, info.os, info.arch
+            ),
+        ),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (false, "the Docker engine did not answer in time".to_owned()),
+    };
+    EngineStatus {
+        at: chrono::Utc::now().timestamp(),
+        up,
+        text,
+    }
+}
+
+/// What a container of the installation runs, from its labels: (`job` or `instance`, its id).
+fn runs(labels: &HashMap<String, String>) -> Option<(&'static str, Id)> {
+    let kind = match labels.get("dtaas.kind").map(String::as_str) {
+        Some("job") => "job",
+        Some("instance") => "instance",
+        _ => return None,
+    };
+    labels
+        .get(&format!("dtaas.{kind}"))
+        .and_then(|id| Id::parse(id))
+        .map(|id| (kind, id))
+}
+
+/// One sample of every running job and instance container, side by side.
+async fn sample_round(
+    docker: &Docker,
+    installation: Id,
+    history: &UsageHistory,
+) -> Result<(), bollard::errors::Error> {
+    let filters: HashMap<String, Vec<String>> = HashMap::from([
+        (
+            "label".to_owned(),
+            vec![format!("dtaas.installation={installation}")],
+        ),
+        ("status".to_owned(), vec!["running".to_owned()]),
+    ]);
+    let options = ListContainersOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let containers = docker.list_containers(Some(options)).await?;
+    let targets: Vec<(String, &'static str, Id)> = containers
+        .into_iter()
+        .filter_map(|c| {
+            let (kind, id) = runs(c.labels.as_ref()?)?;
+            Some((c.id?, kind, id))
+        })
+        .take(MAX_SAMPLED)
+        .collect();
+    let samples = futures_util::future::join_all(
+        targets
+            .iter()
+            .map(|(container, _, _)| current_usage(docker, container)),
+    )
+    .await;
+    let at = chrono::Utc::now().timestamp();
+    for ((_, kind, id), sample) in targets.iter().zip(samples) {
+        if let Some((cpu_percent, memory)) = sample {
+            history.record(
+                kind,
+                *id,
+                UsagePoint {
+                    at,
+                    cpu_percent,
+                    memory,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A container's CPU (percent of one CPU, over the second the engine measures) and memory in
+/// use (without the page cache it may drop), from the stats API.
+async fn current_usage(docker: &Docker, container: &str) -> Option<(f64, u64)> {
+    let options = StatsOptionsBuilder::new().stream(false).build();
+    let stats = docker.stats(container, Some(options)).next().await?.ok()?;
+    let cpu = |s: &Option<bollard::models::ContainerCpuStats>| {
+        s.as_ref().map(|c| {
+            (
+                c.cpu_usage
+                    .as_ref()
+                    .and_then(|u| u.total_usage)
+                    .unwrap_or(0),
+                c.system_cpu_usage.unwrap_or(0),
+                c.online_cpus.unwrap_or(1),
+            )
+        })
+    };
+    let (total, system, cpus) = cpu(&stats.cpu_stats)?;
+    let (pre_total, pre_system, _) = cpu(&stats.precpu_stats).unwrap_or((0, 0, 1));
+    let cpu_percent = cpu_percent(total, pre_total, system, pre_system, cpus);
+    let memory = stats.memory_stats.map_or(0, |m| {
+        let cache = m.stats.as_ref().and_then(|s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+                .copied()
+        });
+        m.usage.unwrap_or(0).saturating_sub(cache.unwrap_or(0))
+    });
+    Some((cpu_percent, memory))
+}
+
+/// The engine's CPU percentage: the container's share of the machine's CPU time between two
+/// readings, times the CPUs online (100 is one CPU busy).
+fn cpu_percent(total: u64, pre_total: u64, system: u64, pre_system: u64, cpus: u32) -> f64 {
+    let used = total.saturating_sub(pre_total) as f64;
+    let elapsed = system.saturating_sub(pre_system) as f64;
+    if pre_total == 0 || elapsed <= 0.0 {
+        return 0.0;
+    }
+    used / elapsed * f64::from(cpus.max(1)) * 100.0
+}
+
+/// The bytes on disk of the registry's blobs, the jobs' directories and the database.
+fn measure_disk(data_dir: &Path) -> DiskUsage {
+    DiskUsage {
+        at: chrono::Utc::now().timestamp(),
+        registry: tree_bytes(&data_dir.join("registry")),
+        jobs: tree_bytes(&crate::domains::jobs::jobs_dir(data_dir)),
+        database: tree_bytes(&data_dir.join(crate::core::store::DB_FILE)),
+    }
+}
+
+/// The blocks a file or directory tree holds, in bytes (links are not followed; what cannot be
+/// read counts nothing).
+fn tree_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    let mut todo = vec![path.to_owned()];
+    while let Some(next) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&next) else {
+            continue;
+        };
+        total = total.saturating_add(meta.blocks().saturating_mul(512));
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&next)
+        {
+            todo.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn containers_are_known_by_their_labels() {
+        let id = Id::new();
+        let labels = |pairs: &[(&str, String)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect()
+        };
+        let job = labels(&[("dtaas.kind", "job".into()), ("dtaas.job", id.to_string())]);
+        assert_eq!(runs(&job), Some(("job", id)));
+        let instance = labels(&[
+            ("dtaas.kind", "instance".into()),
+            ("dtaas.instance", id.to_string()),
+        ]);
+        assert_eq!(runs(&instance), Some(("instance", id)));
+        let utility = labels(&[("dtaas.kind", "measure".into())]);
+        assert_eq!(runs(&utility), None);
+        let unnamed = labels(&[("dtaas.kind", "job".into()), ("dtaas.job", "x".into())]);
+        assert_eq!(runs(&unnamed), None);
+    }
+
+    #[test]
+    fn cpu_is_the_share_of_the_machine_times_its_cpus() {
+        // Half of the machine's time on a 2-CPU machine: one CPU busy.
+        assert_eq!(cpu_percent(1_500, 1_000, 2_000, 1_000, 2), 100.0);
+        assert_eq!(cpu_percent(1_000, 1_000, 2_000, 1_000, 2), 0.0);
+        assert_eq!(
+            cpu_percent(1_500, 0, 2_000, 0, 2),
+            0.0,
+            "no earlier reading"
+        );
+        assert_eq!(cpu_percent(1_500, 1_000, 1_000, 1_000, 2), 0.0);
+    }
+
+    #[test]
+    fn the_disk_is_measured_by_the_blocks_each_part_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("registry/blobs/ab");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join("blob"), vec![7u8; 100_000]).unwrap();
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        let disk = measure_disk(dir.path());
+        assert!(disk.registry >= 100_000, "{disk:?}");
+        assert!(disk.jobs < 100_000, "{disk:?}");
+        assert_eq!(disk.database, 0, "no database file here");
+    }
 }

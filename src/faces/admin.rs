@@ -91,8 +91,44 @@ impl AdminReply {
 /// What a client sends when it has copied a staged snapshot.
 pub const BACKUP_DONE: &str = "done";
 
-/// Runs one admin request against the store. Blocking (argon2, durable commits).
+/// Who the admin log names for the local command line (through the socket or directly).
+pub const LOCAL_ADMIN: &str = "dtaas admin";
+
+/// Runs one admin request against the store, and notes a change in the admin log. Blocking
+/// (argon2, durable commits).
 pub fn execute(
+    store: &Store,
+    clock: &dyn Clock,
+    configured_registration: RegistrationMode,
+    request: AdminRequest,
+) -> Result<String> {
+    let change = logged_change(&request);
+    let message = run(store, clock, configured_registration, request)?;
+    if let Some((action, target)) = change
+        && let Err(e) =
+            accounts::record_admin_action(store, LOCAL_ADMIN, action, &target, clock.now())
+    {
+        // The change is made: say so, and tell the operator what the log missed.
+        tracing::error!("the admin log missed {action} {target}: {e}");
+    }
+    Ok(message)
+}
+
+/// What the admin log keeps of a request that changes something: its kind and its target
+/// (never a password).
+fn logged_change(request: &AdminRequest) -> Option<(&'static str, String)> {
+    let target = match request {
+        AdminRequest::CreateUser { login, .. }
+        | AdminRequest::DisableUser { login }
+        | AdminRequest::EnableUser { login }
+        | AdminRequest::ResetPassword { login, .. } => login.clone(),
+        AdminRequest::SetRegistration { mode } => mode.as_str().to_owned(),
+        AdminRequest::ListUsers | AdminRequest::Backup => return None,
+    };
+    Some((request_kind(request), target))
+}
+
+fn run(
     store: &Store,
     clock: &dyn Clock,
     configured_registration: RegistrationMode,
@@ -376,4 +412,57 @@ fn request_kind(r: &AdminRequest) -> &'static str {
 /// The socket path of a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::clock::SystemClock;
+
+    /// Every command that changes something leaves an entry naming it and its target, and no
+    /// password; reading commands leave none.
+    #[test]
+    fn commands_that_change_something_are_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        let run = |request| execute(&store, &SystemClock, RegistrationMode::Open, request);
+        let created = run(AdminRequest::CreateUser {
+            login: "dora".into(),
+            email: None,
+            password: None,
+            admin: false,
+        })
+        .unwrap();
+        run(AdminRequest::DisableUser {
+            login: "dora".into(),
+        })
+        .unwrap();
+        run(AdminRequest::SetRegistration {
+            mode: RegistrationMode::Closed,
+        })
+        .unwrap();
+        run(AdminRequest::ListUsers).unwrap();
+        assert!(
+            run(AdminRequest::EnableUser {
+                login: "nobody".into()
+            })
+            .is_err()
+        );
+        let (log, more) = accounts::admin_actions(&store, None, 10).unwrap();
+        assert!(!more);
+        let entries: Vec<(&str, &str, &str)> = log
+            .iter()
+            .map(|a| (a.admin.as_str(), a.action.as_str(), a.target.as_str()))
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                (LOCAL_ADMIN, "set-registration", "closed"),
+                (LOCAL_ADMIN, "disable-user", "dora"),
+                (LOCAL_ADMIN, "create-user", "dora"),
+            ]
+        );
+        let password = created.rsplit(' ').next().unwrap();
+        assert!(log.iter().all(|a| !a.target.contains(password)));
+    }
 }

@@ -181,6 +181,14 @@ pub async fn launch_with_listener(
     app.jobs.start();
     app.instances.start_background();
     start_registry_gc(&app);
+    // The overview's charts: CPU and memory of running containers over the last hour, disk use.
+    crate::engine::usage::keep_history(
+        &app.metrics,
+        &app.engine,
+        app.installation,
+        &app.data_dir,
+        &app.tasks,
+    );
 
     let router = crate::faces::router(app.clone());
     let result = match tls {

@@ -3,6 +3,7 @@
 //! Owns the tables below. Turning presented credentials into a principal is the faces' shared
 //! resolver (`faces::auth`), which calls in here.
 
+mod admin_log;
 mod api_keys;
 mod credentials;
 mod limiter;
@@ -10,6 +11,7 @@ mod password;
 mod sessions;
 mod users;
 
+pub use admin_log::{AdminAction, admin_actions, record_admin_action};
 pub use api_keys::{
     ApiKey, KEY_PREFIX, MAX_EXPIRES_IN_DAYS, NewApiKey, api_key_principal, create_api_key,
     delete_api_key, expiry_in_days, list_api_keys, request_api_key, revoke_api_key,
@@ -23,8 +25,8 @@ pub use sessions::{
 };
 pub use users::{
     NewUser, User, confirm, create_user, discoverable_users, find_user_by_login, get_user,
-    list_users, namespace_of, registration_mode, set_disabled, set_password, set_registration_mode,
-    set_setting, setting, validate_new_account,
+    list_users, namespace_of, registration_mode, set_admin, set_confirmed, set_disabled,
+    set_password, set_registration_mode, set_setting, setting, settings, validate_new_account,
 };
 
 use crate::core::error::{Error, Result};
@@ -41,6 +43,8 @@ pub(crate) const API_KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("
 pub(crate) const API_KEY_HASHES: TableDefinition<&[u8; 32], u128> =
     TableDefinition::new("api_key_hashes");
 pub(crate) const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
+/// Administrators' actions (see `admin_log`): id (time-ordered) -> `AdminAction`.
+pub(crate) const ADMIN_LOG: TableDefinition<u128, &[u8]> = TableDefinition::new("admin_log");
 /// A login's registry namespace (`core::names::slug` of it) -> the user: unique, so that logins
 /// differing only in case, `.`, `_` or `-` cannot share one.
 pub(crate) const USER_NAMESPACES: TableDefinition<&str, u128> =
@@ -54,6 +58,7 @@ pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), Stor
     txn.open_table(API_KEYS)?;
     txn.open_table(API_KEY_HASHES)?;
     txn.open_table(SETTINGS)?;
+    txn.open_table(ADMIN_LOG)?;
     users::index_namespaces(txn)
 }
 

@@ -320,6 +320,26 @@ pub fn set_disabled(store: &Store, login: &str, disabled: bool) -> Result<User> 
     Ok(user)
 }
 
+/// Confirms an account on an administrator's word (no token): it may sign in from then on.
+pub fn set_confirmed(store: &Store, login: &str) -> Result<User> {
+    let txn = store.write()?;
+    let user = update_user(&txn, login, |u| {
+        u.confirmed = true;
+        u.confirm_token_hash = None;
+    })?;
+    txn.commit()?;
+    Ok(user)
+}
+
+/// Makes an account an administrator, or takes that away. Its sessions follow at once: the
+/// credential resolver reads the account on every request.
+pub fn set_admin(store: &Store, login: &str, admin: bool) -> Result<User> {
+    let txn = store.write()?;
+    let user = update_user(&txn, login, |u| u.admin = admin)?;
+    txn.commit()?;
+    Ok(user)
+}
+
 /// Replaces a password (hashed by the caller) and ends the user's sessions.
 pub fn set_password(store: &Store, login: &str, password_hash: String) -> Result<User> {
     let txn = store.write()?;
@@ -368,6 +388,21 @@ pub fn setting(store: &Store, key: &str) -> Result<Option<String>> {
     Ok(settings.get(key)?.map(|v| v.value().to_owned()))
 }
 
+/// How many settings [`settings`] answers at most (the appliance keeps a handful).
+const MAX_SETTINGS: usize = 200;
+
+/// The settings the appliance keeps in its database, by key (at most 200).
+pub fn settings(store: &Store) -> Result<Vec<(String, String)>> {
+    let txn = store.read()?;
+    let table = txn.open_table(SETTINGS)?;
+    let mut out = Vec::new();
+    for entry in table.iter()?.take(MAX_SETTINGS) {
+        let (k, v) = entry?;
+        out.push((k.value().to_owned(), v.value().to_owned()));
+    }
+    Ok(out)
+}
+
 pub fn set_setting(store: &Store, key: &str, value: &str) -> Result<()> {
     let txn = store.write()?;
     txn.open_table(SETTINGS)?.insert(key, value)?;
@@ -382,4 +417,61 @@ pub fn validate_new_account(login: &str, email: Option<&str>, password: &str) ->
         validate_email(email)?;
     }
     validate_password(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_user(store: &Store, login: &str) -> User {
+        create_user(
+            store,
+            NewUser {
+                login: login.into(),
+                email: None,
+                password_hash: "x".into(),
+                confirmed: false,
+                confirm_token: Some("token".into()),
+                admin: false,
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_administrator_confirms_promotes_and_demotes_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        new_user(&store, "Carol");
+        let carol = set_confirmed(&store, "carol").unwrap();
+        assert!(carol.confirmed && carol.confirm_token_hash.is_none());
+        assert!(set_admin(&store, "carol", true).unwrap().admin);
+        assert!(find_user_by_login(&store, "CAROL").unwrap().unwrap().admin);
+        assert!(!set_admin(&store, "carol", false).unwrap().admin);
+        assert!(matches!(
+            set_confirmed(&store, "nobody"),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            set_admin(&store, "nobody", true),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn settings_are_listed_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        assert!(settings(&store).unwrap().is_empty());
+        set_setting(&store, "z.last", "1").unwrap();
+        set_registration_mode(&store, RegistrationMode::Closed).unwrap();
+        assert_eq!(
+            settings(&store).unwrap(),
+            vec![
+                ("registration".to_owned(), "closed".to_owned()),
+                ("z.last".to_owned(), "1".to_owned())
+            ]
+        );
+    }
 }

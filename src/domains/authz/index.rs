@@ -451,6 +451,35 @@ pub fn readable_ids(
     held_ids(txn, &holders, kind, filter, page)
 }
 
+/// The newest objects of `kind` (having `facet`, when given) that `principal` may READ, newest
+/// first: at most `limit` of them, none older than `since` (ids being time-ordered). Reads each
+/// source's run backwards from its end, at most `limit` entries of each: O(limit × sources),
+/// whatever the size of the store.
+pub fn newest_readable_ids(
+    txn: &ReadTransaction,
+    principal: &Principal,
+    kind: Kind,
+    facet: Option<Facet>,
+    since: Id,
+    limit: usize,
+) -> Result<Vec<Id>> {
+    let (tag, value) = facet.map_or((KIND_TAG, 0), |f| (f.tag(), f.value()));
+    let kind = kind_code(kind);
+    let list = txn.open_table(LIST)?;
+    let mut out = Vec::new();
+    for holder in sources(txn, principal)? {
+        let run = list
+            .range((holder, kind, tag, value, since.0)..=(holder, kind, tag, value, u128::MAX))?;
+        for entry in run.rev().take(limit) {
+            out.push(entry?.0.value().4);
+        }
+    }
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out.dedup();
+    out.truncate(limit);
+    Ok(out.into_iter().map(Id).collect())
+}
+
 /// The objects of `kind` that `holder` may READ in its own name (owned, or granted READ to it
 /// directly; not through every user, its trusts or admin rights): e.g. a principal's API keys.
 pub fn own_ids(

@@ -13,6 +13,8 @@
 
 #[cfg(test)]
 mod command_tests;
+#[cfg(test)]
+mod recent_tests;
 pub mod results;
 
 use super::logs;
@@ -763,6 +765,46 @@ pub fn list_jobs(
     page: PageRequest,
 ) -> Result<Page<Job>> {
     authz::readable_page(store, JOBS, caller, Kind::Job, &filter.facets(), page)
+}
+
+/// The newest jobs the caller may read (in `state`, when given), newest first, at most `limit`:
+/// O(limit) through the list index, whatever the number of jobs.
+pub fn recent_jobs(
+    store: &Store,
+    caller: &Principal,
+    state: Option<JobState>,
+    limit: usize,
+) -> Result<Vec<Job>> {
+    let facet = state.map(|s| Facet::State(s.code()));
+    authz::newest_readable(store, JOBS, caller, Kind::Job, facet, limit)
+}
+
+/// How many jobs in `state` the caller may read, counting no further than `at_most` (an
+/// overview says "at least" beyond): reads index entries only.
+pub fn count_readable_jobs(
+    store: &Store,
+    caller: &Principal,
+    state: JobState,
+    at_most: usize,
+) -> Result<usize> {
+    let txn = store.read()?;
+    let facet = Some(Facet::State(state.code()));
+    Ok(authz::newest_readable_ids(&txn, caller, Kind::Job, facet, Id(0), at_most)?.len())
+}
+
+/// When the jobs the caller may read that were made since `since_ms` (unix milliseconds) were
+/// made, newest first, at most `limit` of them: from their time-ordered ids, without reading a
+/// record.
+pub fn job_creation_times(
+    store: &Store,
+    caller: &Principal,
+    since_ms: u64,
+    limit: usize,
+) -> Result<Vec<u64>> {
+    let txn = store.read()?;
+    let since = Id::first_at(since_ms);
+    let ids = authz::newest_readable_ids(&txn, caller, Kind::Job, None, since, limit)?;
+    Ok(ids.into_iter().map(Id::millis).collect())
 }
 
 pub struct JobChange {

@@ -8,10 +8,16 @@ use super::blobs::BlobStore;
 use super::meta;
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
-use crate::core::store::Store;
+use crate::core::store::{Store, decode, encode};
+use redb::TableDefinition;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// The last collection's report, under the key [`LAST`] (what the admin page shows).
+pub(crate) const GC_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("registry_gc");
+const LAST: &str = "last";
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcReport {
     pub blobs_removed: usize,
     pub bytes_freed: u64,
@@ -19,7 +25,33 @@ pub struct GcReport {
     pub stray_files_removed: usize,
 }
 
-/// Runs a collection now. Blocking (scans tables and directories): call from a blocking thread.
+/// A finished collection: when it ran and what it removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastGc {
+    pub at: Timestamp,
+    pub report: GcReport,
+}
+
+/// The last collection, whoever ran it (the periodic one, an administrator); `None` before the
+/// first.
+pub fn last_collection(store: &Store) -> Result<Option<LastGc>> {
+    let txn = store.read()?;
+    match txn.open_table(GC_RUNS)?.get(LAST)? {
+        Some(v) => Ok(Some(decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn record(store: &Store, last: &LastGc) -> Result<()> {
+    let txn = store.write()?;
+    txn.open_table(GC_RUNS)?
+        .insert(LAST, encode(last)?.as_slice())?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Runs a collection now and records its report as the last one. Blocking (scans tables and
+/// directories): call from a blocking thread.
 pub fn collect(
     store: &Store,
     blobs: &BlobStore,
@@ -27,6 +59,7 @@ pub fn collect(
     grace: Duration,
     upload_ttl: Duration,
 ) -> Result<GcReport> {
+    let at = now;
     let now = now.timestamp();
     let cutoff = now - i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
     let upload_cutoff = now - i64::try_from(upload_ttl.as_secs()).unwrap_or(i64::MAX);
@@ -81,5 +114,40 @@ pub fn collect(
             }
         }
     }
+    record(
+        store,
+        &LastGc {
+            at,
+            report: report.clone(),
+        },
+    )?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collection_records_its_report_as_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        let blobs = BlobStore::new(dir.path()).unwrap();
+        assert_eq!(last_collection(&store).unwrap(), None);
+        let now = chrono::Utc::now();
+        meta::create_repo(&store, crate::core::id::Id::new(), "a/b", now).unwrap();
+        let digest = blobs.put_bytes(b"a layer nobody references").unwrap();
+        meta::add_blob(&store, "a/b", &digest, 26, 0).unwrap();
+        meta::unlink_blob(&store, "a/b", &digest).unwrap();
+        let report = collect(&store, &blobs, now, Duration::ZERO, Duration::ZERO).unwrap();
+        assert_eq!(report.blobs_removed, 1);
+        assert_eq!(
+            last_collection(&store).unwrap(),
+            Some(LastGc { at: now, report })
+        );
+        let later = now + chrono::Duration::seconds(60);
+        collect(&store, &blobs, later, Duration::ZERO, Duration::ZERO).unwrap();
+        let last = last_collection(&store).unwrap().unwrap();
+        assert_eq!((last.at, last.report), (later, GcReport::default()));
+    }
 }

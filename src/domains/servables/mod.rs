@@ -499,6 +499,30 @@ pub fn list_instances(
     authz::readable_page(store, INSTANCES, caller, Kind::Instance, &filter, page)
 }
 
+/// The newest instances the caller may read (in `state`, when given), newest first, at most
+/// `limit`: O(limit) through the list index.
+pub fn recent_instances(
+    store: &Store,
+    caller: &Principal,
+    state: Option<InstanceState>,
+    limit: usize,
+) -> Result<Vec<Instance>> {
+    let facet = state.map(|s| Facet::State(s.code()));
+    authz::newest_readable(store, INSTANCES, caller, Kind::Instance, facet, limit)
+}
+
+/// How many instances in `state` the caller may read, counting no further than `at_most`.
+pub fn count_readable_instances(
+    store: &Store,
+    caller: &Principal,
+    state: InstanceState,
+    at_most: usize,
+) -> Result<usize> {
+    let txn = store.read()?;
+    let facet = Some(Facet::State(state.code()));
+    Ok(authz::newest_readable_ids(&txn, caller, Kind::Instance, facet, Id(0), at_most)?.len())
+}
+
 /// The instances with every facet of `filter`, whoever runs them, oldest first.
 fn instances_with(store: &Store, filter: &[Facet]) -> Result<Vec<Instance>> {
     let txn = store.read()?;
@@ -964,6 +988,46 @@ mod tests {
         put_instance(&txn, &i).unwrap();
         txn.commit().unwrap();
         i.id
+    }
+
+    #[test]
+    fn recent_instances_are_the_callers_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        let (alice, bob) = (Id::new(), Id::new());
+        let principal = |id: Id| Principal {
+            id,
+            kind: authz::PrincipalKind::User,
+            name: "someone".into(),
+            admin: false,
+            user: id,
+        };
+        let (hers, his) = (servable(&store, alice), servable(&store, bob));
+        let first = instance(&store, &hers);
+        let second = instance(&store, &hers);
+        let other = instance(&store, &his);
+        update_instance(&store, first, |i| i.state = InstanceState::Failed).unwrap();
+        let ids = |list: Vec<Instance>| -> Vec<Id> { list.iter().map(|i| i.id).collect() };
+        let p = principal(alice);
+        assert_eq!(
+            ids(recent_instances(&store, &p, None, 10).unwrap()),
+            vec![second, first]
+        );
+        let failed = recent_instances(&store, &p, Some(InstanceState::Failed), 10).unwrap();
+        assert_eq!(ids(failed), vec![first]);
+        assert_eq!(
+            count_readable_instances(&store, &p, InstanceState::Running, 10).unwrap(),
+            1
+        );
+        let q = principal(bob);
+        assert_eq!(
+            ids(recent_instances(&store, &q, None, 10).unwrap()),
+            vec![other]
+        );
+        assert_eq!(
+            count_readable_instances(&store, &q, InstanceState::Failed, 10).unwrap(),
+            0
+        );
     }
 
     /// A deletion is marked before anything is removed, found again after a crash through the
