@@ -160,6 +160,16 @@ pub fn lines(
             coords.join(" "),
             escape(name)
         ));
+        // A lone sample draws no line: a dot shows it.
+        if let [only] = coords.as_slice()
+            && let Some((x, y)) = only.split_once(',')
+        {
+            out.push_str(&format!(
+                "<circle class=\"dot s{}\" cx=\"{x}\" cy=\"{y}\" r=\"3\"><title>{}</title></circle>",
+                i % 6,
+                escape(name)
+            ));
+        }
     }
     out.push_str(&format!(
         "<text class=\"axis\" x=\"{W}\" y=\"{:.1}\" text-anchor=\"end\">{}</text></svg>",
@@ -201,6 +211,7 @@ mod tests {
             "last hour",
         );
         assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 1, "job 2's lone sample");
         assert!(svg.contains("latest 40%"));
         assert_eq!(nice_max(0.0), 1.0);
         assert_eq!(nice_max(3.2), 5.0);
