@@ -28,6 +28,7 @@ pub mod listing;
 pub mod metrics;
 pub mod params;
 pub mod proxy;
+pub mod registration;
 pub mod state;
 pub mod upload;
 pub mod upstream;

@@ -206,10 +206,7 @@ pub enum Payload {
     Empty,
     Json(Value),
     Form(Vec<(String, String)>),
-    Stream {
-        content_type: String,
-        body: Body,
-    },
+    Stream { content_type: String, body: Body },
 }
 
 impl Api {

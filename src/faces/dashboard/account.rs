@@ -9,8 +9,7 @@ use super::page::{CsrfForm, Layout, PAGE_SIZE, Paging, Viewer, encode};
 use crate::core::config::RegistrationMode;
 use crate::core::error::{Error, Result};
 use crate::core::page::PageRequest;
-use crate::core::secrets::random_token;
-use crate::domains::accounts::{self, NewUser};
+use crate::domains::accounts;
 use crate::faces::auth::{ClientAddr, SESSION_COOKIE, session_cookie};
 use crate::faces::body::FormOrJson;
 use crate::faces::errors::{parse_id, status};
@@ -557,49 +556,24 @@ async fn register(
             true,
         ));
     }
-    if let Err(e) = accounts::validate_new_account(&login, Some(&email), &form.password) {
-        return Ok(refuse(e, true));
-    }
-    // Cheap pre-check, so that a duplicate does not cost an argon2 hash; the write re-checks.
-    match accounts::find_user_by_login(&app.store, &login) {
-        Ok(Some(_)) => {
-            return Ok(refuse(
-                Error::conflict(format!("login {login:?} is already taken")),
-                true,
-            ));
-        }
-        Ok(None) => {}
+    let made = crate::faces::registration::register(
+        &app,
+        addr,
+        login.clone(),
+        email.clone(),
+        form.password,
+    )
+    .await;
+    let token = match made {
+        Ok(token) => token,
+        Err(
+            e @ (Error::Conflict(_)
+            | Error::BadRequest(_)
+            | Error::Forbidden(_)
+            | Error::RateLimited { .. }),
+        ) => return Ok(refuse(e, true)),
         Err(e) => return Err(e),
-    }
-    // Counted before the hash, checked and counted in one step.
-    if let Err(retry_after) = app.registrations.admit(addr, app.now()) {
-        return Ok(refuse(Error::RateLimited { retry_after }, true));
-    }
-    let token = random_token();
-    let confirm_token = token.clone();
-    let (new_login, new_email, password) = (login.clone(), email.clone(), form.password);
-    let made = app
-        .blocking(move |app| {
-            let password_hash = accounts::hash_password(&password)?;
-            accounts::create_user(
-                &app.store,
-                NewUser {
-                    login: new_login,
-                    email: Some(new_email),
-                    password_hash,
-                    confirmed: false,
-                    confirm_token: Some(confirm_token),
-                    admin: false,
-                },
-                app.now(),
-            )
-        })
-        .await;
-    match made {
-        Ok(_) => {}
-        Err(e @ (Error::Conflict(_) | Error::BadRequest(_))) => return Ok(refuse(e, true)),
-        Err(e) => return Err(e),
-    }
+    };
     let page = RegisteredPage {
         appliance: true,
         confirm: format!("/ui/register/confirm/{}/{}", encode(&login), encode(&token)),

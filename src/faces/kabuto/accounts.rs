@@ -2,10 +2,8 @@
 //! app proxy's sign-in page), and `GET /` as the authenticated probe. Field names and JSON
 //! shapes are the seed's.
 
-use crate::core::config::RegistrationMode;
 use crate::core::error::{Error, Result};
-use crate::core::secrets::random_token;
-use crate::domains::accounts::{self, NewUser};
+use crate::domains::accounts;
 use crate::faces::auth::{AppHost, Auth, ClientAddr, SESSION_COOKIE};
 use crate::faces::body::FormOrJson;
 use crate::faces::dashboard::account::SignInPage;
@@ -44,42 +42,9 @@ async fn register(
     ClientAddr(addr): ClientAddr,
     FormOrJson(form): FormOrJson<RegisterForm>,
 ) -> Result<Json<Value>> {
-    if accounts::registration_mode(&app.store, app.config.registration)? == RegistrationMode::Closed
-    {
-        return Err(Error::forbidden(
-            "registration is closed on this appliance; ask an administrator for an account",
-        ));
-    }
-    accounts::validate_new_account(&form.login, Some(&form.email), &form.password)?;
-    // Cheap pre-check, so that a duplicate does not cost an argon2 hash; the write re-checks.
-    if accounts::find_user_by_login(&app.store, &form.login)?.is_some() {
-        return Err(Error::conflict(format!(
-            "login {:?} is already taken",
-            form.login
-        )));
-    }
-    // Counted before the hash, checked and counted in one step.
-    app.registrations
-        .admit(addr, app.now())
-        .map_err(|retry_after| Error::RateLimited { retry_after })?;
-    let token = random_token();
-    let confirm_token = token.clone();
-    app.blocking(move |app| {
-        let password_hash = accounts::hash_password(&form.password)?;
-        accounts::create_user(
-            &app.store,
-            NewUser {
-                login: form.login,
-                email: Some(form.email),
-                password_hash,
-                confirmed: false,
-                confirm_token: Some(confirm_token),
-                admin: false,
-            },
-            app.now(),
-        )
-    })
-    .await?;
+    let token =
+        crate::faces::registration::register(&app, addr, form.login, form.email, form.password)
+            .await?;
     Ok(Json(json!({ "status": "success", "token": token })))
 }
 
