@@ -198,6 +198,13 @@ impl Browser {
         }
     }
 
+    /// Types `value` into the field a CSS selector names (replacing what is there).
+    pub async fn type_into(&self, css: &str, value: &str) {
+        let field = self.find(css).await;
+        field.clear().await.expect("clear the field");
+        field.send_keys(value).await.expect("type into the field");
+    }
+
     /// Types `value` into the field named `name` (replacing what is there).
     pub async fn fill(&self, name: &str, value: &str) {
         let field = self.find(&format!("[name=\"{name}\"]")).await;
@@ -262,6 +269,16 @@ impl Browser {
     pub async fn close(self) {
         let _ = self.c.clone().close().await;
     }
+}
+
+/// The CSRF token of a page's forms (its first `csrf` field).
+pub fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF field on the page: {page}"))
+        + marker.len();
+    page[at..at + 64].to_owned()
 }
 
 /// A new administrator on `server` (made with `dtaas admin create-user --admin`), with the

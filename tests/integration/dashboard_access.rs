@@ -2,11 +2,9 @@
 //! (and kabuto's JSON for other clients), registering, the password, API keys with the secret
 //! shown once, grants on an object, trusts, and delegation requests resolved in the page.
 
-use crate::browser::Browser;
+use crate::browser::{Browser, csrf_of};
 use crate::harness::*;
-use fantoccini::Locator;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 /// A client that does not follow redirects, with no cookies.
 fn plain() -> reqwest::Client {
@@ -23,46 +21,6 @@ fn id_of(v: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no id in {v}"))
         .to_owned()
-}
-
-/// Types `value` into the field a CSS selector names (for fields whose name hidden inputs of
-/// other forms on the page share).
-async fn type_into(b: &Browser, css: &str, value: &str) {
-    let field = b.find(css).await;
-    field.clear().await.expect("clear the field");
-    field.send_keys(value).await.expect("type into the field");
-}
-
-/// Waits until the page's text holds `needle` (at most 15 s), else fails with the text. Like
-/// `Browser::wait_text`, but a page that is replaced while it is read (a form's answer
-/// arriving) is read again rather than failing the test.
-async fn wait_for(b: &Browser, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = String::new();
-    loop {
-        if let Ok(body) = b.c.find(Locator::Css("body")).await
-            && let Ok(text) = body.text().await
-        {
-            if text.contains(needle) {
-                return text;
-            }
-            last = text;
-        }
-        if Instant::now() > deadline {
-            panic!("{needle:?} never appeared on {}: {last}", b.path().await);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The CSRF token of the forms on a page.
-fn csrf_of(page: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let at = page
-        .find(marker)
-        .unwrap_or_else(|| panic!("no CSRF field on {page}"))
-        + marker.len();
-    page[at..at + 64].to_owned()
 }
 
 /// The signed-in user's id.
@@ -217,11 +175,11 @@ async fn register_confirm_sign_in_and_change_the_password_in_chromium() {
     b.fill("password", PASSWORD).await;
     b.fill("again", "something else").await;
     b.press("Register").await;
-    wait_for(&b, "the two passwords differ").await;
+    b.wait_text("the two passwords differ", 15).await;
     b.fill("password", PASSWORD).await;
     b.fill("again", PASSWORD).await;
     b.press("Register").await;
-    wait_for(&b, "not yet confirmed").await;
+    b.wait_text("not yet confirmed", 15).await;
     b.screenshot("account-registered").await;
     // Not confirmed yet: signing in is refused (kabuto's rule).
     let r = plain()
@@ -232,7 +190,7 @@ async fn register_confirm_sign_in_and_change_the_password_in_chromium() {
         .unwrap();
     assert_eq!(r.status(), 403);
     b.follow("Confirm my account").await;
-    wait_for(&b, "is confirmed").await;
+    b.wait_text("is confirmed", 15).await;
     b.screenshot("account-confirmed").await;
     // The same login again is taken.
     let r = plain()
@@ -255,13 +213,13 @@ async fn register_confirm_sign_in_and_change_the_password_in_chromium() {
     b.fill("login", &login).await;
     b.fill("password", "not the password").await;
     b.submit_form("form").await;
-    let text = wait_for(&b, "invalid login or password").await;
+    let text = b.wait_text("invalid login or password", 15).await;
     assert!(!text.contains("{\"error\""), "{text}");
     b.screenshot("account-login-failed").await;
 
     // Sign in through the form; the account page says who this is.
     b.sign_in(&login, PASSWORD, "/ui/account").await;
-    let text = wait_for(&b, "Change password").await;
+    let text = b.wait_text("Change password", 15).await;
     assert!(text.contains(&format!("{login}@example.org")), "{text}");
     b.screenshot("account").await;
 
@@ -271,7 +229,7 @@ async fn register_confirm_sign_in_and_change_the_password_in_chromium() {
     b.fill("new", new_password).await;
     b.fill("again", new_password).await;
     b.press("Change password").await;
-    wait_for(&b, "this is not your current password").await;
+    b.wait_text("this is not your current password", 15).await;
     b.screenshot("account-password-refused").await;
 
     // The real one: changed, and this browser stays signed in.
@@ -279,9 +237,9 @@ async fn register_confirm_sign_in_and_change_the_password_in_chromium() {
     b.fill("new", new_password).await;
     b.fill("again", new_password).await;
     b.press("Change password").await;
-    wait_for(&b, "Password changed").await;
+    b.wait_text("Password changed", 15).await;
     b.open("/ui/account").await;
-    wait_for(&b, "Change password").await;
+    b.wait_text("Change password", 15).await;
 
     // Signed out, the old password no longer works; the new one does.
     b.press("Sign out").await;
@@ -294,7 +252,7 @@ async fn register_confirm_sign_in_and_change_the_password_in_chromium() {
         .unwrap();
     assert_eq!(r.status(), 401);
     b.sign_in(&login, new_password, "/ui/account").await;
-    wait_for(&b, &login).await;
+    b.wait_text(&login, 15).await;
     b.close().await;
 }
 
@@ -330,14 +288,14 @@ async fn an_api_key_is_shown_once_works_and_is_revoked_in_chromium() {
     b.fill("name", "laptop").await;
     b.fill("expires_in_days", "30").await;
     b.press("Create API key").await;
-    wait_for(&b, "shown only this once").await;
+    b.wait_text("shown only this once", 15).await;
     let secret = b.find("#new-secret").await.text().await.unwrap();
     assert!(secret.starts_with("dtaas_"), "{secret}");
     b.screenshot("account-new-key").await;
 
     // A reload: the secret is gone; the key is listed.
     b.open("/ui/account").await;
-    let text = wait_for(&b, "laptop").await;
+    let text = b.wait_text("laptop", 15).await;
     assert!(!text.contains(&secret), "{text}");
     assert!(!text.contains("shown only this once"), "{text}");
 
@@ -349,7 +307,7 @@ async fn an_api_key_is_shown_once_works_and_is_revoked_in_chromium() {
 
     // Revoked in the page: 401 from then on.
     b.press("Revoke").await;
-    wait_for(&b, "API key revoked").await;
+    b.wait_text("API key revoked", 15).await;
     let text = b.text().await;
     assert!(text.contains("No API keys"), "{text}");
     let (status, body) = curl.get("/me").await;
@@ -372,19 +330,19 @@ async fn granting_read_on_a_pipeline_lets_another_user_reach_it_until_revoked() 
 
     let b = Browser::start(&server).await;
     b.sign_in(&owner_login, PASSWORD, "/ui/access").await;
-    wait_for(&b, "Grants on an object").await;
+    b.wait_text("Grants on an object", 15).await;
     b.screenshot("access").await;
-    type_into(&b, "#object", &pipeline).await;
+    b.type_into("#object", &pipeline).await;
     b.press("Show its grants").await;
-    wait_for(&b, "Nobody but the owner").await;
+    b.wait_text("Nobody but the owner", 15).await;
     assert_eq!(b.path().await, format!("/ui/access?object={pipeline}"));
 
     // Grant READ and REQUEST to the other user.
-    type_into(&b, "#principal", &other_login).await;
+    b.type_into("#principal", &other_login).await;
     b.click("#grant-READ").await;
     b.click("#grant-REQUEST").await;
     b.press("Grant").await;
-    let text = wait_for(&b, "Granted READ, REQUEST").await;
+    let text = b.wait_text("Granted READ, REQUEST", 15).await;
     assert!(text.contains(&other_login), "{text}");
     b.screenshot("access-grants").await;
     let (status, v) = other.get(&format!("/pipelines/{pipeline}")).await;
@@ -444,11 +402,11 @@ async fn granting_read_on_a_pipeline_lets_another_user_reach_it_until_revoked() 
     let principal = grant["principal"].as_str().unwrap();
     b.click(&format!("#revoke-{principal}-REQUEST")).await;
     b.press("Revoke the ticked ones").await;
-    wait_for(&b, "Revoked REQUEST").await;
+    b.wait_text("Revoked REQUEST", 15).await;
     let (status, _) = other.get(&format!("/pipelines/{pipeline}")).await;
     assert_eq!(status, 200, "READ stays");
     b.press("Revoke all").await;
-    wait_for(&b, "Nobody but the owner").await;
+    b.wait_text("Nobody but the owner", 15).await;
     let (status, _) = other.get(&format!("/pipelines/{pipeline}")).await;
     assert_eq!(
         status, 404,
@@ -458,7 +416,7 @@ async fn granting_read_on_a_pipeline_lets_another_user_reach_it_until_revoked() 
     // An object that is not there, or not the viewer's: the same 404 page.
     b.open("/ui/access?object=0123456789abcdef0123456789abcdef")
         .await;
-    wait_for(&b, "404 Not Found").await;
+    b.wait_text("404 Not Found", 15).await;
     let r = other
         .c
         .get(server.url(&format!("/ui/access?object={pipeline}")))
@@ -483,23 +441,24 @@ async fn trusts_in_chromium_and_a_stranger_sees_none_of_them() {
 
     let b = Browser::start(&server).await;
     b.sign_in(&owner_login, PASSWORD, "/ui/trusts").await;
-    wait_for(&b, "No trusts you can read").await;
+    b.wait_text("No trusts you can read", 15).await;
     b.fill("name", &trust_name).await;
     b.press("Create trust").await;
-    wait_for(&b, "you are its trustee").await;
+    b.wait_text("you are its trustee", 15).await;
     let path = b.path().await;
     let trust = path
         .strip_prefix("/ui/trusts/")
         .unwrap_or_else(|| panic!("not a trust's page: {path}"))
         .to_owned();
 
-    type_into(&b, "#member", &member_login).await;
+    b.type_into("#member", &member_login).await;
     b.select("role", "member").await;
     b.press("Add to the trust").await;
-    wait_for(&b, &format!("Added {member_login} as member")).await;
-    type_into(&b, "#object", &pipeline).await;
+    b.wait_text(&format!("Added {member_login} as member"), 15)
+        .await;
+    b.type_into("#object", &pipeline).await;
     b.press("Place in the trust").await;
-    let text = wait_for(&b, "Object placed in the trust").await;
+    let text = b.wait_text("Object placed in the trust", 15).await;
     assert!(text.contains(&pipeline[24..]), "{text}");
     assert!(text.contains(&member_login), "{text}");
     b.screenshot("access-trust").await;
@@ -509,7 +468,7 @@ async fn trusts_in_chromium_and_a_stranger_sees_none_of_them() {
     assert_eq!(v["objects"], json!([pipeline]), "{v}");
 
     b.open("/ui/trusts").await;
-    wait_for(&b, &trust_name).await;
+    b.wait_text(&trust_name, 15).await;
     b.screenshot("access-trusts").await;
 
     // The member reads the trust; a stranger sees none of it.
@@ -557,22 +516,22 @@ async fn trusts_in_chromium_and_a_stranger_sees_none_of_them() {
     narrow
         .sign_in(&owner_login, PASSWORD, &format!("/ui/trusts/{trust}"))
         .await;
-    wait_for(&narrow, &trust_name).await;
+    narrow.wait_text(&trust_name, 15).await;
     narrow.screenshot("access-trust-360").await;
     narrow.open("/ui/account").await;
-    wait_for(&narrow, "API keys").await;
+    narrow.wait_text("API keys", 15).await;
     narrow.screenshot("account-360").await;
     narrow.close().await;
 
     // Taking the object out, then deleting the trust.
     b.open(&format!("/ui/trusts/{trust}")).await;
-    wait_for(&b, &trust_name).await;
+    b.wait_text(&trust_name, 15).await;
     b.press("Take out").await;
-    wait_for(&b, "Object taken out of the trust").await;
+    b.wait_text("Object taken out of the trust", 15).await;
     let (_, v) = owner.get(&format!("/trusts/{trust}")).await;
     assert_eq!(v["objects"], json!([]), "{v}");
     b.press("Delete trust").await;
-    wait_for(&b, "Trust deleted").await;
+    b.wait_text("Trust deleted", 15).await;
     let (status, _) = owner.get(&format!("/trusts/{trust}")).await;
     assert_eq!(status, 404);
     b.close().await;
@@ -625,7 +584,7 @@ async fn a_delegation_request_is_granted_in_the_page() {
 
     let b = Browser::start(&server).await;
     b.sign_in(&runner_login, PASSWORD, "/ui/requests").await;
-    let text = wait_for(&b, "pending").await;
+    let text = b.wait_text("pending", 15).await;
     assert!(
         text.contains("config.target"),
         "the reason is shown: {text}"
@@ -633,7 +592,7 @@ async fn a_delegation_request_is_granted_in_the_page() {
     assert!(text.contains("greedy"), "{text}");
     b.screenshot("access-requests").await;
     b.press("Grant").await;
-    wait_for(&b, "Request granted").await;
+    b.wait_text("Request granted", 15).await;
     let (status, v) = runner.get(&format!("/delegation-requests/{request}")).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["state"], "granted", "{v}");
@@ -650,12 +609,13 @@ async fn a_delegation_request_is_granted_in_the_page() {
     // The state filter.
     b.select("state", "pending").await;
     b.press("Filter").await;
-    wait_for(&b, "No delegation requests in this state").await;
+    b.wait_text("No delegation requests in this state", 15)
+        .await;
     b.open("/ui/requests?state=granted").await;
-    let text = wait_for(&b, "granted").await;
+    let text = b.wait_text("granted", 15).await;
     assert!(!text.contains("Refuse"), "{text}");
     b.open("/ui/requests?state=nonsense").await;
-    wait_for(&b, "400 Bad Request").await;
+    b.wait_text("400 Bad Request", 15).await;
 
     // The author (the servable's owner, not asked) has no request to answer.
     let r = author

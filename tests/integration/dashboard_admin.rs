@@ -4,18 +4,9 @@
 //! the viewer's running and failed work and none of another user's; the registry pages list
 //! what the viewer may pull, and deleting a tag there takes it out of `/v2`.
 
-use crate::browser::{Browser, new_admin};
+use crate::browser::{Browser, csrf_of, new_admin};
 use crate::harness::*;
 use std::time::{Duration, Instant};
-
-/// The CSRF token a dashboard page's forms carry.
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no CSRF token on the page: {html}"));
-    let start = at + "name=\"csrf\" value=\"".len();
-    html[start..start + 64].to_owned()
-}
 
 /// Signs in with the password form; the status `/login` answers.
 async fn login_status(server: &TestServer, login: &str, password: &str) -> u16 {
@@ -26,27 +17,6 @@ async fn login_status(server: &TestServer, login: &str, password: &str) -> u16 {
         .await
         .unwrap();
     r.status().as_u16()
-}
-
-/// Waits until the page's text holds `needle` (at most `secs`), reading again when the page is
-/// being replaced under the read (a form's answer loading).
-async fn wait_for(b: &Browser, needle: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let text = match b.c.find(fantoccini::Locator::Css("body")).await {
-            Ok(body) => body.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never appeared on {}: {text}",
-            b.path().await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A signed-in client of `login`.
@@ -104,23 +74,23 @@ async fn an_admin_manages_users_registration_and_gc_and_the_log_keeps_it() {
 
     let b = Browser::start(&server).await;
     b.sign_in(&admin, PASSWORD, "/ui/admin").await;
-    wait_for(&b, "Registry garbage collection", 10).await;
+    b.wait_text("Registry garbage collection", 10).await;
     b.screenshot("admin-index").await;
 
     // Confirm the pending user: it may sign in now.
     b.fill("login", &pending).await;
     b.press("Search users").await;
     b.wait_path("/ui/admin/users").await;
-    wait_for(&b, "unconfirmed", 10).await;
+    b.wait_text("unconfirmed", 10).await;
     b.screenshot("admin-users").await;
     b.press("Confirm").await;
-    wait_for(&b, &format!("Confirmed {pending}"), 10).await;
+    b.wait_text(&format!("Confirmed {pending}"), 10).await;
     assert_eq!(login_status(&server, &pending, PASSWORD).await, 200);
 
     // Disable a user: its session ends and it cannot sign in, in the browser either.
     b.open(&format!("/ui/admin/users?login={victim}")).await;
     b.press("Disable").await;
-    wait_for(&b, &format!("Disabled {victim}"), 10).await;
+    b.wait_text(&format!("Disabled {victim}"), 10).await;
     let text = b.text().await;
     assert!(text.contains("disabled"), "{text}");
     let r = user_client.get(server.url("/ui")).send().await.unwrap();
@@ -131,25 +101,28 @@ async fn an_admin_manages_users_registration_and_gc_and_the_log_keeps_it() {
     b.fill("login", &victim).await;
     b.fill("password", PASSWORD).await;
     b.submit_form("form").await;
-    wait_for(&b, "this account is disabled", 10).await;
+    b.wait_text("this account is disabled", 10).await;
     b.sign_in(&admin, PASSWORD, "/ui/admin/users").await;
     b.open(&format!("/ui/admin/users?login={victim}")).await;
     b.press("Enable").await;
-    wait_for(&b, &format!("Enabled {victim}"), 10).await;
+    b.wait_text(&format!("Enabled {victim}"), 10).await;
     assert_eq!(login_status(&server, &victim, PASSWORD).await, 200);
 
     // Make an admin, then take it back: the admin pages follow at once.
     b.press("Make admin").await;
-    wait_for(&b, &format!("{victim} is an administrator now"), 10).await;
+    b.wait_text(&format!("{victim} is an administrator now"), 10)
+        .await;
     let promoted = signed_in(&server, &victim).await;
     assert_eq!(page(&promoted, &server, "/ui/admin").await.0, 200);
     b.press("Remove admin").await;
-    wait_for(&b, "is no administrator any more", 10).await;
+    b.wait_text("is no administrator any more", 10).await;
     assert_eq!(page(&promoted, &server, "/ui/admin").await.0, 403);
 
     // Reset a password: the new one is shown once and works; the old one does not.
     b.press("Reset password").await;
-    let text = wait_for(&b, &format!("New password for {victim}: "), 10).await;
+    let text = b
+        .wait_text(&format!("New password for {victim}: "), 10)
+        .await;
     let new_password = text
         .split(&format!("New password for {victim}: "))
         .nth(1)
@@ -166,7 +139,7 @@ async fn an_admin_manages_users_registration_and_gc_and_the_log_keeps_it() {
     b.open("/ui/admin").await;
     b.select("mode", "closed").await;
     b.press("Set registration mode").await;
-    wait_for(&b, "Registration is closed now.", 10).await;
+    b.wait_text("Registration is closed now.", 10).await;
     let mode = b.find("#registration-mode").await.text().await.unwrap();
     assert_eq!(mode, "closed");
     let r = client()
@@ -184,7 +157,7 @@ async fn an_admin_manages_users_registration_and_gc_and_the_log_keeps_it() {
 
     // Run the garbage collection: its result shows as the last one.
     b.press("Run garbage collection now").await;
-    wait_for(&b, "Garbage collected:", 30).await;
+    b.wait_text("Garbage collected:", 30).await;
     let last = b.find("#last-gc").await.text().await.unwrap();
     assert!(
         last.starts_with("Last collection:") && last.contains("unreferenced blobs removed"),
@@ -194,7 +167,7 @@ async fn an_admin_manages_users_registration_and_gc_and_the_log_keeps_it() {
     // The log holds every change, the dashboard's and the command line's, newest first.
     b.follow("All admin actions").await;
     b.wait_path("/ui/admin/log").await;
-    let log = wait_for(&b, "registry-gc", 10).await;
+    let log = b.wait_text("registry-gc", 10).await;
     b.screenshot("admin-log").await;
     for (action, target) in [
         ("create-user", admin.as_str()),
@@ -348,7 +321,7 @@ async fn the_overview_shows_the_viewers_running_and_failed_work_and_not_anothers
 
     let b = Browser::start(&server).await;
     b.sign_in(&mine.login, PASSWORD, "/ui").await;
-    let text = wait_for(&b, "Recent failures", 10).await;
+    let text = b.wait_text("Recent failures", 10).await;
     assert!(text.contains(&short(&my_failed)), "{text}");
     assert!(text.contains("Up"), "the engine answers: {text}");
     b.screenshot("overview").await;
@@ -359,7 +332,7 @@ async fn the_overview_shows_the_viewers_running_and_failed_work_and_not_anothers
 
     let narrow = Browser::start_sized(&server, 360, 800).await;
     narrow.sign_in(&admin, PASSWORD, "/ui").await;
-    wait_for(&narrow, "Disk", 10).await;
+    narrow.wait_text("Disk", 10).await;
     narrow.screenshot("overview-360").await;
     narrow.close().await;
 }
@@ -421,14 +394,15 @@ async fn registry_pages_list_what_the_viewer_may_pull_and_delete_tags() {
     b.sign_in(&owner, PASSWORD, "/ui/registry").await;
     b.fill("name", &name).await;
     b.press("Search repositories").await;
-    wait_for(&b, &name, 10).await;
+    b.wait_text(&name, 10).await;
     b.screenshot("registry-list-360").await;
     b.follow(&name).await;
     b.wait_path(&format!("/ui/registry/{id}")).await;
-    wait_for(&b, "v2", 10).await;
+    b.wait_text("v2", 10).await;
     b.screenshot("registry-repository-360").await;
     b.press("Delete tag").await;
-    wait_for(&b, &format!("Deleted the tag {name}:v1."), 10).await;
+    b.wait_text(&format!("Deleted the tag {name}:v1."), 10)
+        .await;
     assert!(b.find("#tag-v2").await.text().await.is_ok());
     assert!(b.c.find(fantoccini::Locator::Css("#tag-v1")).await.is_err());
     b.close().await;

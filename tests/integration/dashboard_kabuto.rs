@@ -3,9 +3,8 @@
 //! pipeline made, run and followed live without reloading, its result downloaded, jobs
 //! reordered, killed and removed, another user's objects unseen, and the pages at 360 px.
 
-use crate::browser::Browser;
+use crate::browser::{Browser, csrf_of};
 use crate::harness::*;
-use fantoccini::Locator;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -88,30 +87,6 @@ async fn job_order(api: &V1, pipeline: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the page's text holds `needle` (at most `secs`), as `Browser::wait_text`, but
-/// reading the page afresh when it was replaced while being read (right after a form is sent,
-/// the old page's body goes stale under the reader).
-async fn wait_for(b: &Browser, needle: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut last = String::new();
-    loop {
-        if let Ok(body) = b.c.find(Locator::Css("body")).await
-            && let Ok(text) = body.text().await
-        {
-            if text.contains(needle) {
-                return text;
-            }
-            last = text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never appeared on {}: {last}",
-            b.path().await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits until the browser is under `prefix` and not at `except`; returns the path.
 async fn wait_under(b: &Browser, prefix: &str, except: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -128,13 +103,6 @@ async fn wait_under(b: &Browser, prefix: &str, except: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Types into the field a CSS selector names (for pages with two fields of one name).
-async fn type_into(b: &Browser, css: &str, value: &str) {
-    let field = b.find(css).await;
-    field.clear().await.unwrap();
-    field.send_keys(value).await.unwrap();
 }
 
 /// A reqwest client carrying the browser's session cookie.
@@ -191,14 +159,6 @@ async fn narrow(b: &Browser, width: u32, height: u32) {
     .expect("the device metrics of a phone");
 }
 
-/// The CSRF token of a page's forms.
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no csrf field in {page}"));
-    page[at + 19..at + 19 + 64].to_owned()
-}
-
 #[tokio::test]
 async fn an_image_is_built_through_the_form_its_output_shows_and_it_is_rebuilt_and_deleted() {
     let server = TestServer::start().await;
@@ -212,13 +172,12 @@ async fn an_image_is_built_through_the_form_its_output_shows_and_it_is_rebuilt_a
 
     let b = Browser::start(&server).await;
     b.sign_in(&login, PASSWORD, "/ui/images").await;
-    wait_for(&b, "No images yet", 10).await;
+    b.wait_text("No images yet", 10).await;
     b.follow("Build an image").await;
     b.wait_path("/ui/images/new").await;
     b.screenshot("images-new").await;
-    type_into(&b, "#df-name", &name).await;
-    type_into(
-        &b,
+    b.type_into("#df-name", &name).await;
+    b.type_into(
         "#df-dockerfile",
         "FROM busybox\nCOPY greeting.txt /greeting.txt\nRUN cat /greeting.txt\n",
     )
@@ -232,7 +191,7 @@ async fn an_image_is_built_through_the_form_its_output_shows_and_it_is_rebuilt_a
     let page = wait_under(&b, "/ui/images/", "/ui/images/new").await;
     let id = page.trim_start_matches("/ui/images/").to_owned();
     // The page follows the build and reloads once it has ended.
-    let text = wait_for(&b, "SUCCESS", 120).await;
+    let text = b.wait_text("SUCCESS", 120).await;
     assert!(text.contains("hello from the attachment"), "{text}");
     assert!(text.contains("greeting.txt"), "{text}");
     b.screenshot("images-image").await;
@@ -250,16 +209,16 @@ async fn an_image_is_built_through_the_form_its_output_shows_and_it_is_rebuilt_a
 
     // The list, and the build's own page.
     b.open("/ui/images").await;
-    let text = wait_for(&b, &name, 10).await;
+    let text = b.wait_text(&name, 10).await;
     assert!(text.contains("SUCCESS"), "{text}");
     b.screenshot("images-list").await;
     b.open(&format!("/ui/images?name={}", unique("nothing-like-it")))
         .await;
-    let text = wait_for(&b, "No image matches", 10).await;
+    let text = b.wait_text("No image matches", 10).await;
     assert!(!text.contains(&name), "{text}");
     let build = image["last_build"].as_str().unwrap().to_owned();
     b.open(&format!("/ui/builds/{build}")).await;
-    let text = wait_for(&b, "hello from the attachment", 10).await;
+    let text = b.wait_text("hello from the attachment", 10).await;
     assert!(text.contains(&name) && text.contains("SUCCESS"), "{text}");
     b.screenshot("images-build").await;
 
@@ -281,9 +240,9 @@ async fn an_image_is_built_through_the_form_its_output_shows_and_it_is_rebuilt_a
     // Rebuild under the same id, with a new name.
     b.open(&format!("/ui/images/{id}")).await;
     let renamed = format!("{name}-v2");
-    type_into(&b, "#rb-name", &renamed).await;
+    b.type_into("#rb-name", &renamed).await;
     b.press("Rebuild").await;
-    wait_for(&b, &format!("Image {renamed}"), 10).await;
+    b.wait_text(&format!("Image {renamed}"), 10).await;
     let (_, image) = api.get(&format!("/images/{id}")).await;
     assert_eq!(image["name"], renamed.as_str());
     let rebuilt = image["last_build"].as_str().unwrap().to_owned();
@@ -292,7 +251,7 @@ async fn an_image_is_built_through_the_form_its_output_shows_and_it_is_rebuilt_a
     let (_, builds) = api.get(&format!("/builds?image={id}")).await;
     assert_eq!(builds.as_array().unwrap().len(), 2, "{builds}");
     b.open(&format!("/ui/images/{id}")).await;
-    let text = wait_for(&b, "SUCCESS", 10).await;
+    let text = b.wait_text("SUCCESS", 10).await;
     assert!(
         text.contains(&rebuilt[24..]) && text.contains(&build[24..]),
         "{text}"
@@ -301,7 +260,9 @@ async fn an_image_is_built_through_the_form_its_output_shows_and_it_is_rebuilt_a
     // Delete: gone from /v1 and from the list.
     b.press("Delete this image").await;
     b.wait_path("/ui/images").await;
-    let text = wait_for(&b, &format!("Deleted the image {renamed}."), 10).await;
+    let text = b
+        .wait_text(&format!("Deleted the image {renamed}."), 10)
+        .await;
     assert!(text.contains("No images yet"), "{text}");
     assert_eq!(api.get(&format!("/images/{id}")).await.0, 404);
     b.close().await;
@@ -316,16 +277,15 @@ async fn a_failing_dockerfile_shows_the_failure() {
     let name = unique("broken");
     let b = Browser::start(&server).await;
     b.sign_in(&login, PASSWORD, "/ui/images/new").await;
-    type_into(&b, "#df-name", &name).await;
-    type_into(
-        &b,
+    b.type_into("#df-name", &name).await;
+    b.type_into(
         "#df-dockerfile",
         "FROM busybox\nRUN echo about-to-fail && exit 3\n",
     )
     .await;
     b.press("Build").await;
     let page = wait_under(&b, "/ui/images/", "/ui/images/new").await;
-    let text = wait_for(&b, "FAILED", 120).await;
+    let text = b.wait_text("FAILED", 120).await;
     assert!(text.contains("The build failed"), "{text}");
     // The build's output (the first log on the page; the Dockerfile's comes after it).
     let output =
@@ -373,10 +333,10 @@ async fn a_failing_dockerfile_shows_the_failure() {
 
     // A form that cannot be built is refused with a page that says why.
     b.open("/ui/images/new").await;
-    type_into(&b, "#repo-name", &name).await;
-    type_into(&b, "#repo-url", "ftp://example.org/x").await;
+    b.type_into("#repo-name", &name).await;
+    b.type_into("#repo-url", "ftp://example.org/x").await;
     b.press("Build from the repository").await;
-    let text = wait_for(&b, "400 Bad Request", 10).await;
+    let text = b.wait_text("400 Bad Request", 10).await;
     assert!(text.contains("not one of the forms"), "{text}");
     b.screenshot("images-refused").await;
     b.close().await;
@@ -394,19 +354,20 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
 
     let b = Browser::start(&server).await;
     b.sign_in(&login, PASSWORD, "/ui/pipelines").await;
-    wait_for(&b, "No pipelines yet", 10).await;
+    b.wait_text("No pipelines yet", 10).await;
     b.screenshot("pipelines-list-empty").await;
-    type_into(&b, "#new-pipeline-name", &name).await;
+    b.type_into("#new-pipeline-name", &name).await;
     b.press("Create the pipeline").await;
     let page = wait_under(&b, "/ui/pipelines/", "").await;
     let pipeline = page.trim_start_matches("/ui/pipelines/").to_owned();
-    wait_for(&b, &format!("Created the pipeline {name}"), 10).await;
+    b.wait_text(&format!("Created the pipeline {name}"), 10)
+        .await;
     b.screenshot("pipelines-pipeline-new").await;
 
     // A job that prints a line, waits, prints another, and leaves a result.
     let command = "sh -c \"cat /inbox/in.txt; echo first-line; sleep 6; echo second-line; \
                    echo result-content > /outbox/out.txt\"";
-    type_into(&b, "#job-command", command).await;
+    b.type_into("#job-command", command).await;
     b.select("image", &image).await;
     b.find("#job-attachments")
         .await
@@ -414,7 +375,7 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
         .await
         .unwrap();
     b.press("Add the job").await;
-    wait_for(&b, "Added the job", 10).await;
+    b.wait_text("Added the job", 10).await;
     let jobs = job_order(&api, &pipeline).await;
     assert_eq!(jobs.len(), 1);
     let job = jobs[0].clone();
@@ -425,7 +386,7 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
     b.screenshot("pipelines-pipeline").await;
 
     b.press("Submit the pipeline").await;
-    wait_for(&b, "Submitted: 1 jobs queued.", 10).await;
+    b.wait_text("Submitted: 1 jobs queued.", 10).await;
     b.click(&format!("td a[href=\"/ui/jobs/{job}\"]")).await;
     b.wait_path(&format!("/ui/jobs/{job}")).await;
     b.find("pre[data-live-log]").await;
@@ -491,7 +452,7 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
 
     // Loaded again: the final state, the usage and the result's link.
     b.open(&format!("/ui/jobs/{job}")).await;
-    let text = wait_for(&b, "Download the result (zip)", 10).await;
+    let text = b.wait_text("Download the result (zip)", 10).await;
     assert!(text.contains("from the inbox"), "{text}");
     assert!(
         text.contains("Peak memory") && text.contains("CPU"),
@@ -520,24 +481,25 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
     // The jobs list, by pipeline and state.
     b.open(&format!("/ui/jobs?state=done&pipeline={pipeline}"))
         .await;
-    let text = wait_for(&b, &name, 10).await;
+    let text = b.wait_text(&name, 10).await;
     assert!(text.contains("done"), "{text}");
     let link = format!("href=\"/ui/jobs/{job}\"");
     assert!(b.c.source().await.unwrap().contains(&link));
     b.screenshot("pipelines-jobs").await;
     b.open("/ui/jobs?state=failed&pipeline=").await;
-    wait_for(&b, "No jobs.", 10).await;
+    b.wait_text("No jobs.", 10).await;
     assert!(!b.c.source().await.unwrap().contains(&link));
     b.open("/ui/jobs?state=sleepy").await;
-    wait_for(&b, "400 Bad Request", 10).await;
+    b.wait_text("400 Bad Request", 10).await;
 
     // The pipelines list, and deleting the pipeline.
     b.open(&format!("/ui/pipelines?name={name}")).await;
-    wait_for(&b, &name, 10).await;
+    b.wait_text(&name, 10).await;
     b.screenshot("pipelines-list").await;
     b.open(&format!("/ui/pipelines/{pipeline}")).await;
     b.press("Delete this pipeline").await;
-    wait_for(&b, &format!("Deleted the pipeline {name}."), 10).await;
+    b.wait_text(&format!("Deleted the pipeline {name}."), 10)
+        .await;
     assert_eq!(api.get(&format!("/pipelines/{pipeline}")).await.0, 404);
     assert_eq!(api.get(&format!("/jobs/{job}")).await.0, 404);
     b.close().await;
@@ -564,10 +526,10 @@ async fn jobs_are_reordered_killed_and_removed_through_the_pipeline_page() {
     let b = Browser::start(&server).await;
     b.sign_in(&login, PASSWORD, &format!("/ui/pipelines/{pipeline}"))
         .await;
-    wait_for(&b, "echo after", 10).await;
+    b.wait_text("echo after", 10).await;
     // The first job's "Move down": the long job runs first now.
     b.press("Move down").await;
-    wait_for(&b, "Moved the job down.", 10).await;
+    b.wait_text("Moved the job down.", 10).await;
     assert_eq!(
         job_order(&api, &pipeline).await,
         vec![long.clone(), quick.clone()]
@@ -575,13 +537,13 @@ async fn jobs_are_reordered_killed_and_removed_through_the_pipeline_page() {
     b.screenshot("pipelines-reordered").await;
     // The second job's "Move up", and down again.
     b.press("Move up").await;
-    wait_for(&b, "Moved the job up.", 10).await;
+    b.wait_text("Moved the job up.", 10).await;
     assert_eq!(
         job_order(&api, &pipeline).await,
         vec![quick.clone(), long.clone()]
     );
     b.press("Move down").await;
-    wait_for(&b, "Moved the job down.", 10).await;
+    b.wait_text("Moved the job down.", 10).await;
     assert_eq!(
         job_order(&api, &pipeline).await,
         vec![long.clone(), quick.clone()]
@@ -589,7 +551,7 @@ async fn jobs_are_reordered_killed_and_removed_through_the_pipeline_page() {
 
     // Run it, and kill the long job from the pipeline's page.
     b.press("Submit the pipeline").await;
-    wait_for(&b, "Submitted: 2 jobs queued.", 10).await;
+    b.wait_text("Submitted: 2 jobs queued.", 10).await;
     wait_job(&api, &long, |j| j["state"] == "running").await;
     // Without JavaScript the job's page holds the lines stored so far.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -609,11 +571,11 @@ async fn jobs_are_reordered_killed_and_removed_through_the_pipeline_page() {
     let pre = format!("data-live-log=\"/v1/jobs/{long}/logs\" data-live-state=\"job-state\">going");
     assert!(page.contains(&pre), "{page}");
     b.open(&format!("/ui/pipelines/{pipeline}")).await;
-    let text = wait_for(&b, "running", 10).await;
+    let text = b.wait_text("running", 10).await;
     assert!(text.contains("queued or running"), "{text}");
     b.screenshot("pipelines-running").await;
     b.press("Kill").await;
-    wait_for(&b, "is cancelled.", 30).await;
+    b.wait_text("is cancelled.", 30).await;
     let killed = wait_job(&api, &long, |j| j["state"] == "cancelled").await;
     assert!(
         killed["error"].as_str().unwrap().contains("killed"),
@@ -628,9 +590,9 @@ async fn jobs_are_reordered_killed_and_removed_through_the_pipeline_page() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     b.open(&format!("/ui/pipelines/{pipeline}")).await;
-    wait_for(&b, "idle", 10).await;
+    b.wait_text("idle", 10).await;
     b.press("Remove").await;
-    wait_for(&b, "Removed the job", 10).await;
+    b.wait_text("Removed the job", 10).await;
     assert_eq!(job_order(&api, &pipeline).await, vec![quick.clone()]);
     assert_eq!(api.get(&format!("/jobs/{long}")).await.0, 404);
 
@@ -650,9 +612,9 @@ async fn jobs_are_reordered_killed_and_removed_through_the_pipeline_page() {
     );
     wait_job(&api, &jobs[0], |j| j["state"] == "running").await;
     b.open(&format!("/ui/jobs/{}", jobs[0])).await;
-    wait_for(&b, "running", 10).await;
+    b.wait_text("running", 10).await;
     b.press("Kill the job").await;
-    wait_for(&b, "is cancelled.", 30).await;
+    b.wait_text("is cancelled.", 30).await;
     b.wait_path(&format!("/ui/jobs/{}", jobs[0])).await;
     assert_eq!(
         wait_job(&api, &jobs[0], |j| j["state"] == "cancelled").await["state"],
@@ -684,13 +646,13 @@ async fn another_user_sees_none_of_these_objects() {
     let (bob_client, bob) = server.user("downb").await;
     let b = Browser::start(&server).await;
     b.sign_in(&bob, PASSWORD, "/ui/images").await;
-    let text = wait_for(&b, "No images yet", 10).await;
+    let text = b.wait_text("No images yet", 10).await;
     assert!(!text.contains(&image_name), "{text}");
     b.open("/ui/pipelines").await;
-    let text = wait_for(&b, "No pipelines yet", 10).await;
+    let text = b.wait_text("No pipelines yet", 10).await;
     assert!(!text.contains(&pipeline_name), "{text}");
     b.open("/ui/jobs").await;
-    wait_for(&b, "No jobs.", 10).await;
+    b.wait_text("No jobs.", 10).await;
     // Nor does the jobs filter offer Alice's pipeline.
     let source = b.c.source().await.unwrap();
     assert!(
@@ -705,7 +667,7 @@ async fn another_user_sees_none_of_these_objects() {
         format!("/ui/jobs/{job}/result"),
     ] {
         b.open(&path).await;
-        let text = wait_for(&b, "404 Not Found", 10).await;
+        let text = b.wait_text("404 Not Found", 10).await;
         assert!(
             !text.contains(&image_name) && !text.contains(&pipeline_name),
             "{path}: {text}"
@@ -821,7 +783,7 @@ async fn the_pages_fit_a_narrow_screen() {
         (format!("/ui/jobs/{}", jobs[0]), "pipelines-job-360"),
     ] {
         b.open(&path).await;
-        wait_for(&b, "dtaas", 10).await;
+        b.wait_text("dtaas", 10).await;
         let wide = b
             .c
             .execute(

@@ -3,7 +3,7 @@
 //! the app's page; a broken manifest shown back with each problem next to its field; the
 //! guard that keeps a prototype in use; another user seeing none of it.
 
-use crate::browser::Browser;
+use crate::browser::{Browser, csrf_of};
 use crate::harness::*;
 use fantoccini::Locator;
 use serde_json::{Value, json};
@@ -18,15 +18,6 @@ fn example(part: &str) -> PathBuf {
         .join(part)
 }
 
-/// The CSRF token a dashboard page's forms carry.
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("name=\"csrf\" value=\"")
-        .unwrap_or_else(|| panic!("no CSRF field on the page: {page}"));
-    let start = at + "name=\"csrf\" value=\"".len();
-    page[start..start + 64].to_owned()
-}
-
 /// A page's HTML through a signed-in client: (status, body).
 async fn page(c: &reqwest::Client, server: &TestServer, path: &str) -> (u16, String) {
     let r = c.get(server.url(path)).send().await.unwrap();
@@ -38,29 +29,6 @@ async fn id_in_path(b: &Browser) -> String {
     let path = b.path().await;
     let path = path.split('?').next().unwrap();
     path.rsplit('/').next().unwrap().to_owned()
-}
-
-/// Waits until the page's text holds `needle` (at most `secs`), through a navigation a form
-/// started: a page that goes away while it is read is read again.
-async fn wait_for(b: &Browser, needle: &str, secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut last = String::new();
-    loop {
-        if let Ok(body) = b.c.find(Locator::Css("body")).await
-            && let Ok(text) = body.text().await
-        {
-            if text.contains(needle) {
-                return text;
-            }
-            last = text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never appeared on {}: {last}",
-            b.path().await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The text of the element a CSS selector names.
@@ -95,7 +63,7 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
     }
     let b = Browser::start(&server).await;
     b.sign_in(&login, PASSWORD, "/ui/prototypes").await;
-    wait_for(&b, "No prototypes to show.", 10).await;
+    b.wait_text("No prototypes to show.", 10).await;
 
     // The manifest, as a file through the upload form.
     b.follow("Register prototypes from a manifest").await;
@@ -109,7 +77,7 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
         .unwrap();
     b.press("Upload and register").await;
     b.wait_path("/ui/prototypes").await;
-    let text = wait_for(&b, "Registered 3 prototype(s)", 10).await;
+    let text = b.wait_text("Registered 3 prototype(s)", 10).await;
     assert!(text.contains("hello-pipeline:1"), "{text}");
     b.screenshot("prototypes-list").await;
     let (status, list) = api.get("/prototypes").await;
@@ -131,7 +99,7 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
 
     // The pipeline's page, and a servable made from it with small resources.
     b.follow("hello-pipeline:1").await;
-    let text = wait_for(&b, "Dependencies", 10).await;
+    let text = b.wait_text("Dependencies", 10).await;
     assert!(text.contains("hello-daemon: hello-daemon:1"), "{text}");
     assert!(text.contains("CREATE, READ"), "{text}");
     b.screenshot("prototypes-show").await;
@@ -142,7 +110,8 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
     b.fill("ram", "64").await;
     b.screenshot("servables-new").await;
     b.press("Create the servable").await;
-    wait_for(&b, "Created the servable hello-pipeline.", 10).await;
+    b.wait_text("Created the servable hello-pipeline.", 10)
+        .await;
     let pipeline = id_in_path(&b).await;
     let (status, view) = api.get(&format!("/servables/{pipeline}")).await;
     assert_eq!(status, 200, "{view}");
@@ -152,8 +121,8 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
 
     // Run it: its log arrives on the page and its state changes without a reload.
     b.press("Run").await;
-    wait_for(&b, "Instance ", 60).await;
-    wait_for(&b, "hello-pipeline: done", 120).await;
+    b.wait_text("Instance ", 60).await;
+    b.wait_text("hello-pipeline: done", 120).await;
     wait_element_text(&b, "#instance-state", "exited", 60).await;
     let (_, view) = api.get(&format!("/servables/{pipeline}")).await;
     let instance = view["current_instance"].as_str().unwrap().to_owned();
@@ -165,7 +134,7 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
 
     // After a reload, the outputs it created, linked.
     b.open(&format!("/ui/servables/{pipeline}")).await;
-    let text = wait_for(&b, "Outputs", 10).await;
+    let text = b.wait_text("Outputs", 10).await;
     assert!(text.contains("hello-daemon") && text.contains("daemon servable:"));
     b.screenshot("servables-show-pipeline").await;
     let output = |name: &str| {
@@ -184,13 +153,13 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
     // The instance's page holds its stored log.
     b.follow(&instance[24..]).await;
     b.wait_path(&format!("/ui/instances/{instance}")).await;
-    let text = wait_for(&b, "hello-pipeline: done", 10).await;
+    let text = b.wait_text("hello-pipeline: done", 10).await;
     assert!(text.contains("exited"), "{text}");
     b.screenshot("servables-instance").await;
 
     // The daemon's page shows its volume.
     b.open(&format!("/ui/servables/{daemon}")).await;
-    let text = wait_for(&b, "Volume", 10).await;
+    let text = b.wait_text("Volume", 10).await;
     assert!(text.contains("/data") && text.contains("1 MB"), "{text}");
     assert!(!text.contains("Open the app"), "{text}");
     b.screenshot("servables-show-daemon").await;
@@ -200,7 +169,7 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
     b.click(&format!("td a[href=\"/ui/servables/{app}\"]"))
         .await;
     b.wait_path(&format!("/ui/servables/{app}")).await;
-    let text = wait_for(&b, "Open the app", 10).await;
+    let text = b.wait_text("Open the app", 10).await;
     assert!(text.contains(&format!("{app}.localhost")), "{text}");
     b.screenshot("servables-show-app").await;
     b.follow("Open the app").await;
@@ -219,7 +188,7 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
 
     // The list, filtered by type.
     b.open("/ui/servables").await;
-    let text = wait_for(&b, "hello-app", 10).await;
+    let text = b.wait_text("hello-app", 10).await;
     assert!(text.contains("hello-daemon") && text.contains("hello-pipeline"));
     b.screenshot("servables-list").await;
     b.select("type", "app").await;
@@ -236,7 +205,7 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
     b.open(&format!("/ui/servables/{pipeline}")).await;
     b.press("Delete servable").await;
     b.wait_path("/ui/servables").await;
-    wait_for(&b, "Deleted the servable hello-pipeline", 10).await;
+    b.wait_text("Deleted the servable hello-pipeline", 10).await;
     let (status, _) = api.get(&format!("/servables/{pipeline}")).await;
     assert_eq!(status, 404);
     for id in [&app, &daemon] {
@@ -269,7 +238,7 @@ async fn a_refused_manifest_comes_back_with_each_problem_next_to_its_field() {
         .await
         .unwrap();
     b.press("Register the manifest").await;
-    wait_for(&b, "The manifest was refused", 10).await;
+    b.wait_text("The manifest was refused", 10).await;
     b.screenshot("prototypes-problems").await;
 
     // Each problem in its prototype's group, on its field's row, the field marked.
@@ -369,7 +338,7 @@ async fn a_prototype_in_use_is_kept_and_another_user_sees_none_of_it_at_360_px()
     // A servable made and run through the pages, in a phone-sized window.
     let b = Browser::start_sized(&server, 360, 800).await;
     b.sign_in(&login, PASSWORD, "/ui/servables").await;
-    wait_for(&b, "No servables to show.", 10).await;
+    b.wait_text("No servables to show.", 10).await;
     b.follow("Create a servable").await;
     b.wait_path("/ui/servables/new").await;
     b.select("prototype", &prototype).await;
@@ -378,15 +347,15 @@ async fn a_prototype_in_use_is_kept_and_another_user_sees_none_of_it_at_360_px()
     b.fill("ram", "64").await;
     b.screenshot("servables-new-360").await;
     b.press("Create the servable").await;
-    wait_for(&b, "Created the servable tiny-run.", 10).await;
+    b.wait_text("Created the servable tiny-run.", 10).await;
     let servable = id_in_path(&b).await;
     b.press("Run").await;
-    wait_for(&b, "Instance ", 60).await;
+    b.wait_text("Instance ", 60).await;
     b.screenshot("servables-show-360").await;
     let (_, view) = api.get(&format!("/servables/{servable}")).await;
     let instance = view["current_instance"].as_str().unwrap().to_owned();
     b.open("/ui/servables").await;
-    wait_for(&b, "tiny-run", 10).await;
+    b.wait_text("tiny-run", 10).await;
     b.screenshot("servables-list-360").await;
 
     // Deleting the prototype a servable uses: refused, with the guard's explanation.
@@ -394,7 +363,7 @@ async fn a_prototype_in_use_is_kept_and_another_user_sees_none_of_it_at_360_px()
     b.follow(&format!("{tiny}:1")).await;
     b.wait_path(&format!("/ui/prototypes/{prototype}")).await;
     b.press("Delete this prototype").await;
-    let text = wait_for(&b, "was not deleted", 10).await;
+    let text = b.wait_text("was not deleted", 10).await;
     assert!(
         text.contains("is still used by") && text.contains("servable \"tiny-run\""),
         "{text}"
@@ -465,15 +434,16 @@ async fn a_prototype_in_use_is_kept_and_another_user_sees_none_of_it_at_360_px()
 
     // The instance's page, then the servable deleted from its page; now the prototype goes.
     b.open(&format!("/ui/instances/{instance}")).await;
-    wait_for(&b, "tiny ran", 30).await;
+    b.wait_text("tiny ran", 30).await;
     b.screenshot("servables-instance-360").await;
     b.open(&format!("/ui/servables/{servable}")).await;
     b.press("Delete servable").await;
-    wait_for(&b, "Deleted the servable tiny-run", 10).await;
+    b.wait_text("Deleted the servable tiny-run", 10).await;
     b.open(&format!("/ui/prototypes/{prototype}")).await;
     b.press("Delete this prototype").await;
     b.wait_path("/ui/prototypes").await;
-    wait_for(&b, &format!("Deleted the prototype {tiny}:1."), 10).await;
+    b.wait_text(&format!("Deleted the prototype {tiny}:1."), 10)
+        .await;
     let (status, _) = api.get(&format!("/prototypes/{prototype}")).await;
     assert_eq!(status, 404);
     let (status, list) = api.get("/servables").await;
