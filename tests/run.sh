@@ -21,6 +21,9 @@ PACKAGES=(docker.io busybox-static curl git mercurial python3-requests python3-v
 PACKAGES+=(dpkg-dev lintian mmdebstrap zstd systemd)
 # The dashboard's browser tests: headless Chromium driven over WebDriver.
 PACKAGES+=(chromium chromium-driver)
+# The Python SDK's tests (tests/integration/python_sdk.rs): Debian's pytest runs sdk/python/tests,
+# and mmdebstrap (above) makes the Python base image (examples/python-base/build.sh).
+PACKAGES+=(python3-pytest)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -31,6 +31,7 @@ mod manifest;
 mod metrics;
 mod openapi;
 mod packaging;
+mod python_sdk;
 mod recovery;
 mod registry;
 mod scale;

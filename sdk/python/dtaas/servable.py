@@ -1,0 +1,263 @@
+"""Servables: what is made from a prototype with a name, a config and resources, and run.
+
+The classes of the types share this base: :class:`~dtaas.app.App`,
+:class:`~dtaas.dataset.Dataset`, :class:`~dtaas.model.Model` and :class:`~dtaas.report.Report`
+(served over HTTP behind the appliance's proxy, :class:`HttpServable`),
+:class:`~dtaas.daemon.Daemon` and :class:`~dtaas.pipeline.Pipeline`. ``X.create(...)``,
+``X.list()`` and ``X.from_id(...)`` of a type's class make, list and find servables of that
+type; ``Servable.from_id(...)`` finds one of any type, as its class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, Union
+
+import requests
+
+from .client import Client, resolve, segment
+from .errors import UnexpectedResponse, WrongType
+from .instance import Instance, Resources, id_of
+from .prototype import Prototype
+
+S = TypeVar("S", bound="Servable")
+
+_CLASSES: Dict[str, Type["Servable"]] = {}
+
+
+@dataclass(frozen=True)
+class PrototypeRef:
+    """The prototype a servable was made from."""
+
+    id: str
+    name: str
+    tag: str
+
+    @property
+    def reference(self) -> str:
+        """``name:tag``."""
+        return f"{self.name}:{self.tag}"
+
+
+class Servable:
+    """A servable of any type; the base of the type classes.
+
+    Attributes:
+        id: The servable's id.
+        type: Its type (``app``, ``daemon``, ``pipeline``, ``dataset``, ``model``, ``report``).
+        name: Its name.
+        prototype: The prototype it was made from (:class:`PrototypeRef`).
+        config: The config its code reads (``dtaas.utils.current_config()``).
+        resources: What its containers may use (:class:`~dtaas.instance.Resources`).
+        access_control: HTTP types: whether the proxy checks REQUEST on callers.
+        owner, creator: The owning account and the principal that created it.
+        created: When (ISO 8601).
+        volume: A daemon's volume (``name``, ``location``, ``size_mb`` ...), else ``None``.
+        unenforced: Limits the engine cannot enforce here, and why.
+        current_instance_id: Its latest instance, if any.
+        data: The API's whole answer.
+    """
+
+    #: The type this class stands for (empty on the base class: any type).
+    TYPE: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.TYPE:
+            _CLASSES[cls.TYPE] = cls
+
+    def __init__(self, data: Dict[str, Any], client: Client) -> None:
+        self.client = client
+        self._load(data)
+
+    def _load(self, data: Dict[str, Any]) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise UnexpectedResponse("a servable without an id")
+        self.data = data
+        self.id: str = data["id"]
+        self.type: str = data.get("type", "")
+        self.name: str = data.get("name", "")
+        p = data.get("prototype") or {}
+        self.prototype = PrototypeRef(
+            id=p.get("id", ""), name=p.get("name", ""), tag=p.get("tag", "")
+        )
+        self.config: Dict[str, Any] = data.get("config") or {}
+        self.resources = Resources.from_json(data.get("resources"))
+        self.access_control: bool = bool(data.get("access_control", True))
+        self.owner: Optional[str] = data.get("owner")
+        self.creator: Optional[str] = data.get("creator")
+        self.created: Optional[str] = data.get("created")
+        self.volume: Optional[Dict[str, Any]] = data.get("volume")
+        self.unenforced: List[str] = list(data.get("unenforced") or [])
+        self.current_instance_id: Optional[str] = data.get("current_instance")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, name={self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Servable) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @staticmethod
+    def _wrap(data: Dict[str, Any], client: Client) -> "Servable":
+        cls = _CLASSES.get(data.get("type", "") if isinstance(data, dict) else "", Servable)
+        return cls(data, client)
+
+    @classmethod
+    def _check_type(cls: Type[S], servable: "Servable") -> S:
+        if cls.TYPE and servable.type != cls.TYPE:
+            raise WrongType(f"servable {servable.id} is a {servable.type}, not a {cls.TYPE}")
+        if not isinstance(servable, cls):
+            raise WrongType(f"servable {servable.id} is a {servable.type}")
+        return servable
+
+    @classmethod
+    def create(
+        cls: Type[S],
+        prototype: Union[str, Any],
+        name: Optional[str] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        resources: Union[Resources, Mapping[str, Any], None] = None,
+        access_control: Optional[bool] = None,
+        *,
+        client: Optional[Client] = None,
+    ) -> S:
+        """Creates a servable from a prototype (CREATE on the prototype).
+
+        Args:
+            prototype: The prototype: its id, ``name:tag``, or a
+                :class:`~dtaas.prototype.Prototype`. A type's class checks that the prototype
+                is of its type.
+            name: The servable's name (default: the prototype's name).
+            config: What its code reads; where the prototype's ``config-capabilities`` name
+                capabilities, the ids of the objects they are needed on.
+            resources: What its containers may use (default: the appliance's defaults).
+            access_control: HTTP types: whether the proxy checks REQUEST on callers (default
+                on). Off: requests pass unchecked and the app authenticates users itself.
+            client: The client to use (default: :func:`~dtaas.client.default_client`).
+        """
+        c = resolve(client)
+        reference = id_of(prototype)
+        if name is None:
+            if not isinstance(prototype, str):
+                name = str(getattr(prototype, "name", "")) or reference
+            elif ":" in prototype:
+                name = prototype.split(":", 1)[0]
+            else:
+                name = Prototype.from_id(prototype, client=c).name
+        body: Dict[str, Any] = {"prototype": reference, "name": name, "config": dict(config or {})}
+        if cls.TYPE:
+            body["type"] = cls.TYPE
+        if resources is not None:
+            body["resources"] = (
+                resources.to_json() if isinstance(resources, Resources) else dict(resources)
+            )
+        if access_control is not None:
+            body["access_control"] = access_control
+        return cls._check_type(cls._wrap(c.post("/servables", body), c))
+
+    @classmethod
+    def list(
+        cls: Type[S], prototype: Union[str, Any, None] = None, *, client: Optional[Client] = None
+    ) -> List[S]:
+        """The servables of this class's type the caller may read (every type on the base
+        class), oldest first; only those made from ``prototype`` (an id) when given."""
+        c = resolve(client)
+        params: Dict[str, Any] = {}
+        if cls.TYPE:
+            params["type"] = cls.TYPE
+        if prototype is not None:
+            params["prototype"] = id_of(prototype)
+        return [cls._check_type(cls._wrap(d, c)) for d in c.pages("/servables", params)]
+
+    @classmethod
+    def from_id(cls: Type[S], servable_id: str, *, client: Optional[Client] = None) -> S:
+        """The servable with this id (READ on it), as its type's class.
+
+        Raises:
+            WrongType: it exists but is not of this class's type.
+        """
+        c = resolve(client)
+        return cls._check_type(cls._wrap(c.get(f"/servables/{segment(servable_id)}"), c))
+
+    def refresh(self: S) -> S:
+        """Reads the servable again; answers itself."""
+        self._load(self.client.get(f"/servables/{segment(self.id)}"))
+        return self
+
+    def run(self) -> Instance:
+        """Runs the servable (UPDATE): a new instance, answered once its container runs. What
+        it needs on other objects is delegated from the caller, or requested of it (see
+        :func:`~dtaas.capability.resolve_delegation_request`)."""
+        instance = Instance(self.client.post(f"/servables/{segment(self.id)}/run"), self.client)
+        self.current_instance_id = instance.id
+        return instance
+
+    def instances(self) -> List[Instance]:
+        """Its instances, oldest first."""
+        return [
+            Instance(d, self.client)
+            for d in self.client.pages(f"/servables/{segment(self.id)}/instances")
+        ]
+
+    def current_instance(self) -> Optional[Instance]:
+        """Its latest instance (read now), or ``None`` when it never ran."""
+        self.refresh()
+        if self.current_instance_id is None:
+            return None
+        return Instance.from_id(self.current_instance_id, client=self.client)
+
+    def delegation_requests(self, state: Optional[str] = None) -> List[Any]:
+        """The delegation requests it made that the caller may read (``pending``,
+        ``granted`` or ``refused`` ones when ``state`` is given)."""
+        from .capability import DelegationRequest
+
+        return DelegationRequest.list(servable=self.id, state=state, client=self.client)
+
+    def delete(self) -> None:
+        """Deletes it (DELETE): its instances are stopped and removed, its volume too."""
+        self.client.delete(f"/servables/{segment(self.id)}")
+
+
+class HttpServable(Servable):
+    """A servable served over HTTP on port 8080 behind the appliance's proxy (apps, datasets,
+    models, reports). Callers need REQUEST on it unless it was made with access control off.
+
+    Attributes:
+        url: Where the proxy serves it: ``<scheme>://<id>.<apps-domain>[:port]/``.
+        path_url: The same under the appliance's main address: ``.../apps/<id>/``.
+    """
+
+    def _load(self, data: Dict[str, Any]) -> None:
+        super()._load(data)
+        self.url: Optional[str] = data.get("url")
+        self.path_url: Optional[str] = data.get("path_url")
+
+    def request(self, method: str, path: str = "/", **kwargs: Any) -> requests.Response:
+        """Sends an HTTP request to it through the proxy, in the path form
+        (``<appliance>/apps/<id>/<path>``, which needs no name resolution of its own and works
+        inside servables too), with the client's key. Answers the app's response as it is: the
+        app's statuses are not errors of the SDK.
+
+        Args:
+            method: ``GET``, ``POST`` ...
+            path: The path in the app (``/``, ``/hello?x=1``).
+            kwargs: What :meth:`requests.Session.request` takes (``json``, ``data``,
+                ``params``, ``headers`` ...).
+        """
+        url = f"{self.client.url}/apps/{segment(self.id)}/{path.lstrip('/')}"
+        return self.client.send(method, url, **kwargs)
+
+    def get(self, path: str = "/", **kwargs: Any) -> requests.Response:
+        """``GET`` of a path of the app (see :meth:`request`)."""
+        return self.request("GET", path, **kwargs)
+
+
+def from_id(servable_id: str, *, client: Optional[Client] = None) -> Servable:
+    """The servable with this id, as its type's class."""
+    return Servable.from_id(servable_id, client=client)
+
+
+__all__ = ["HttpServable", "PrototypeRef", "Servable", "from_id"]
