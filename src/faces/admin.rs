@@ -223,7 +223,8 @@ fn run(
     }
 }
 
-fn generated_password() -> String {
+/// A password made for an account an administrator creates or resets (shown to them once).
+pub fn generated_password() -> String {
     random_token().chars().take(20).collect()
 }
 

@@ -77,6 +77,37 @@ async fn an_admin_manages_users_registration_and_gc_and_the_log_keeps_it() {
     b.wait_text("Registry garbage collection", 10).await;
     b.screenshot("admin-index").await;
 
+    // Create a user: confirmed at once, its password shown once; it signs in with it. The
+    // same login again is refused.
+    let made = unique("made");
+    b.open("/ui/admin/users").await;
+    b.click("details summary").await;
+    b.type_into("#new-login", &made).await;
+    b.press("Create the user").await;
+    let text = b
+        .wait_text(&format!("Created user {made}; password: "), 10)
+        .await;
+    let password: String = text
+        .split(&format!("Created user {made}; password: "))
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    assert_eq!(password.len(), 20, "{text}");
+    assert_eq!(login_status(&server, &made, &password).await, 200);
+    b.click("details summary").await;
+    b.type_into("#new-login", &made).await;
+    b.press("Create the user").await;
+    b.wait_text("already", 10).await;
+    assert!(b.text().await.contains("409"));
+    b.open("/ui/admin/users").await;
+    assert!(
+        !b.text().await.contains("password: "),
+        "the password is shown once"
+    );
+    b.open("/ui/admin").await;
+
     // Confirm the pending user: it may sign in now.
     b.fill("login", &pending).await;
     b.press("Search users").await;

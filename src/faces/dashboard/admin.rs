@@ -1,5 +1,5 @@
 //! The admin pages at `/ui/admin` (administrators only; anyone else gets the 403 page): users
-//! (search, confirm, disable and enable, make and remove admin, reset password), the
+//! (search, create, confirm, disable and enable, make and remove admin, reset password), the
 //! registration mode, the settings the appliance keeps, registry garbage collection, and the
 //! log of administrators' actions.
 //!
@@ -12,10 +12,10 @@ use super::page::{CsrfForm, Layout, PAGE_SIZE, Paging, Viewer, encode, next_link
 use super::{format, html};
 use crate::core::config::RegistrationMode;
 use crate::core::error::{Error, Result};
-use crate::core::secrets::random_token;
 use crate::domains::accounts::{self, AdminAction, User};
 use crate::domains::authz;
 use crate::domains::registry::gc;
+use crate::faces::admin::generated_password;
 use crate::faces::listing::ListQuery;
 use crate::faces::params::Path;
 use crate::faces::state::App;
@@ -30,7 +30,7 @@ use std::time::Duration;
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/ui/admin", get(index))
-        .route("/ui/admin/users", get(users))
+        .route("/ui/admin/users", get(users).post(create_user))
         .route("/ui/admin/users/{login}/{action}", post(user_action))
         .route("/ui/admin/registration", post(registration))
         .route("/ui/admin/gc", post(collect_garbage))
@@ -268,7 +268,7 @@ async fn user_action(
                     (u, "remove-admin", n)
                 }
                 "reset-password" => {
-                    let password: String = random_token().chars().take(20).collect();
+                    let password = generated_password();
                     let u =
                         accounts::set_password(store, &name, accounts::hash_password(&password)?)?;
                     let n = format!(
@@ -287,6 +287,61 @@ async fn user_action(
         &format!("/ui/admin/users?login={}", encode(&login)),
         &notice,
     ))
+}
+
+#[derive(Deserialize)]
+struct NewUserForm {
+    login: String,
+    #[serde(default)]
+    email: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    admin: Option<String>,
+}
+
+/// Creates an account, confirmed, with a password made here and shown to the administrator
+/// once (in the notice), as `dtaas admin create-user` does.
+async fn create_user(
+    State(app): State<App>,
+    CsrfForm(viewer, form): CsrfForm<NewUserForm>,
+) -> Result<Response> {
+    admin_only(&viewer)?;
+    let login = form.login.trim().to_owned();
+    let email = Some(form.email.trim().to_owned()).filter(|e| !e.is_empty());
+    let make_admin = form.admin.is_some();
+    let password = generated_password();
+    accounts::validate_new_account(&login, email.as_deref(), &password)?;
+    let admin = viewer.principal.name.clone();
+    let notice = app
+        .blocking(move |app| {
+            let user = accounts::create_user(
+                &app.store,
+                accounts::NewUser {
+                    login,
+                    email,
+                    password_hash: accounts::hash_password(&password)?,
+                    confirmed: true,
+                    confirm_token: None,
+                    admin: make_admin,
+                },
+                app.now(),
+            )?;
+            accounts::record_admin_action(
+                &app.store,
+                &admin,
+                "create-user",
+                &user.login,
+                app.now(),
+            )?;
+            let role = if user.admin { "administrator" } else { "user" };
+            Ok(format!(
+                "Created {role} {}; password: {password} (shown this once: hand it over, they \
+                 change it on their account page)",
+                user.login
+            ))
+        })
+        .await?;
+    Ok(viewer.see_other("/ui/admin/users", &notice))
 }
 
 #[derive(Deserialize)]
