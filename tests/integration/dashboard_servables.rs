@@ -201,6 +201,34 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
         "{text}"
     );
 
+    // Another user cannot reach the app until it is granted REQUEST on its access page; then
+    // the app answers them through the proxy with their own session.
+    let (other, other_login) = server.user("dreach").await;
+    let app_path = server.url(&format!("/apps/{app}/"));
+    let r = other.get(&app_path).send().await.unwrap();
+    assert_ne!(r.status(), 200, "not granted yet");
+    b.open(&format!("/ui/access?object={app}")).await;
+    b.type_into("#principal", &other_login).await;
+    b.click("#grant-REQUEST").await;
+    b.press("Grant").await;
+    b.wait_text("Granted REQUEST", 15).await;
+    b.screenshot("servables-app-access").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = other.get(&app_path).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        if status == 200 {
+            assert_eq!(body, "The Daemon says, Hello, DTaaS!");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the grantee never reached the app: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // Deleting from the pages: the pipeline; the app and the daemon through /v1.
     b.open(&format!("/ui/servables/{pipeline}")).await;
     b.press("Delete servable").await;
