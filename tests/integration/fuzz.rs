@@ -55,7 +55,11 @@ async fn schemathesis_finds_no_failure_on_v1() {
         .arg(&config)
         .args(["--no-color", "run"])
         .arg(server.url("/v1/doc/openapi.json"))
-        .args(["--checks", "all", "--workers", "2"])
+        // One worker: Debian 12's Python (3.11.2) has a race between threads in its AST
+        // constructor (CPython gh-106905, fixed in 3.11 by PR 113476 in December 2023) that
+        // Hypothesis trips when two workers describe strategies at once ("AST constructor
+        // recursion depth mismatch"): an error of the tool, not a finding.
+        .args(["--checks", "all", "--workers", "1"])
         .args(["--max-time", &seconds.to_string()])
         .args(["--seed", &seed.to_string()])
         .env("DTAAS_FUZZ_SESSION", &session)
