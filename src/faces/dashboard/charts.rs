@@ -149,7 +149,8 @@ pub fn lines(
         let coords: Vec<String> = points
             .iter()
             .map(|(x, y)| {
-                let px = LEFT + (W - LEFT) * (x / span).clamp(0.0, 1.0);
+                // Room on the right for the newest point's dot.
+                let px = LEFT + (W - LEFT - 6.0) * (x / span).clamp(0.0, 1.0);
                 let py = H - BOTTOM - (H - BOTTOM - TOP) * (y / top).clamp(0.0, 1.0);
                 format!("{px:.1},{py:.1}")
             })
