@@ -20,6 +20,10 @@ pub struct Config {
     /// Serve plain HTTP on a non-loopback address. Off by default: credentials would cross the
     /// network in clear text.
     pub allow_insecure_http: bool,
+    /// Where people and apps reach the appliance (`https://dtaas.example.org`), when that is
+    /// not the listener's own address (behind a proxy, or listening on every address): the
+    /// OpenID Connect issuer. Empty: the listener's scheme, host and port.
+    pub public_url: String,
     /// `open`: anyone may register; `closed`: only admins create users. An admin's
     /// `dtaas admin set-registration` is stored in the database and wins over this.
     pub registration: RegistrationMode,
@@ -421,6 +425,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             data_dir: PathBuf::from("./dtaas-data"),
             allow_insecure_http: false,
+            public_url: String::new(),
             registration: RegistrationMode::Open,
             log: LogConfig::default(),
             docker: DockerConfig::default(),
@@ -586,6 +591,13 @@ impl Config {
                  (or on), listen on 127.0.0.1, or set allow_insecure_http = true \
                  (DTAAS_ALLOW_INSECURE_HTTP=true) if a TLS proxy fronts this server",
                 self.listen
+            )));
+        }
+        if !self.public_url.is_empty() && !is_origin_url(&self.public_url) {
+            return Err(ConfigError::Invalid(format!(
+                "public_url {:?}: give the scheme, host and port people reach the appliance at, \
+                 e.g. https://dtaas.example.org (http or https, no path, query or fragment)",
+                self.public_url
             )));
         }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
@@ -765,9 +777,62 @@ fn typed_value(raw: &str, default: &toml::Value) -> Result<toml::Value, String> 
     }
 }
 
+/// Whether `url` is an origin: `http://` or `https://`, a host (letters, digits, `.`, `-`, or
+/// a bracketed IPv6 address), an optional port, at most a trailing `/`.
+fn is_origin_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (!h.starts_with('[') || h.ends_with(']')) => {
+            (h, Some(p))
+        }
+        _ => (rest, None),
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    host_ok && port_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_url_is_an_origin() {
+        for good in [
+            "https://dtaas.example.org",
+            "https://dtaas.example.org/",
+            "http://127.0.0.1:5000",
+            "https://[::1]:8443",
+        ] {
+            assert!(is_origin_url(good), "{good}");
+        }
+        for bad in [
+            "dtaas.example.org",
+            "ftp://dtaas.example.org",
+            "https://",
+            "https://dtaas.example.org/path",
+            "https://dtaas.example.org?x=1",
+            "https://a b",
+            "https://host:0",
+            "https://host:99999",
+            "https://[::1",
+        ] {
+            assert!(!is_origin_url(bad), "{bad}");
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
