@@ -24,6 +24,9 @@ PACKAGES+=(chromium chromium-driver)
 # The Python SDK's tests (tests/integration/python_sdk.rs): Debian's pytest runs sdk/python/tests,
 # and mmdebstrap (above) makes the Python base image (examples/python-base/build.sh).
 PACKAGES+=(python3-pytest)
+# The OpenID Connect tests (tests/integration/oidc.rs): PyJWT verifies ID tokens against the
+# JWKS (ES256 needs python3-cryptography).
+PACKAGES+=(python3-jwt python3-cryptography)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -11,6 +11,7 @@
 //! | [`logs`] | container output stored line by line, and the hub that wakes followers |
 //! | [`servables`] | prototypes (from manifests), servables, instances, delegation |
 //! | [`registry`] | the registry's repositories, manifests, tags and blob files |
+//! | [`oidc`] | the OpenID Connect provider's keys, codes, tokens, client secrets, consents |
 //!
 //! [`backup`] takes a consistent snapshot of every domain's records and files (what each holds
 //! in a backup is its own `backup_wanted`) and restores one.
@@ -21,6 +22,7 @@ pub mod backup;
 pub mod images;
 pub mod jobs;
 pub mod logs;
+pub mod oidc;
 pub mod registry;
 pub mod servables;
 pub mod trusts;
@@ -38,6 +40,7 @@ pub const TABLES: &[TableInit] = &[
     servables::init_tables,
     trusts::init_tables,
     registry::init_tables,
+    oidc::init_tables,
 ];
 
 /// Opens the appliance's database in `data_dir` with every domain's tables and the default

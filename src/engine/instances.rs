@@ -9,7 +9,9 @@
 //!
 //! Inside a container: `/run/dtaas/config.json` (the servable's config), the instance's API key
 //! at `/run/secrets/dtaas/api-key`, and the `DTAAS_*` environment (see [`environment`]). Each
-//! start makes a fresh key; the old one is revoked when an instance ends.
+//! start makes a fresh key; the old one is revoked when an instance ends. An HTTP-type
+//! servable is an OpenID Connect client: each start also makes a fresh client secret, at
+//! `/run/secrets/dtaas/oidc-client-secret`, and `DTAAS_OIDC_ISSUER` names the provider.
 //!
 //! Supervision: the database is the truth. A supervisor task follows an instance's log, waits
 //! for its exit and records it: a pipeline runs once (`exited` or `failed`); a daemon or HTTP
@@ -37,6 +39,7 @@ use crate::core::store::{Store, get_record};
 use crate::core::tasks::blocking;
 use crate::domains::accounts;
 use crate::domains::authz::{self, Capability, Caps, Kind, ObjectMeta, Principal};
+use crate::domains::oidc;
 use crate::domains::servables::{
     self, HTTP_PORT, INSTANCES, Instance, InstanceState, SERVABLES, Servable, ServableType,
     delegation, get_instance, get_servable, instance_for, servable_for, update_instance,
@@ -90,6 +93,8 @@ pub struct Runtime {
     installation: Id,
     registry: Arc<RegistrySync>,
     gateway: OnceLock<Arc<dyn Gateway>>,
+    /// The OpenID Connect issuer (`DTAAS_OIDC_ISSUER`), set while the server starts.
+    issuer: OnceLock<String>,
     endpoint: AsyncMutex<Option<Endpoint>>,
     /// Instances with a supervisor, and the token that ends its backoff waits.
     supervised: Mutex<HashMap<Id, CancellationToken>>,
@@ -152,6 +157,7 @@ impl Runtime {
             installation,
             registry,
             gateway: OnceLock::new(),
+            issuer: OnceLock::new(),
             endpoint: AsyncMutex::new(None),
             supervised: Mutex::new(HashMap::new()),
             ended: Notify::new(),
@@ -183,6 +189,12 @@ impl Runtime {
     /// runs (without it, `servables.api_url` must be set).
     pub fn set_gateway(&self, gateway: Arc<dyn Gateway>) {
         let _ = self.gateway.set(gateway);
+    }
+
+    /// The OpenID Connect issuer HTTP-type servables are told of; set once while the server
+    /// starts.
+    pub fn set_issuer(&self, issuer: String) {
+        let _ = self.issuer.set(issuer);
     }
 
     pub fn is_supervising(&self, instance: Id) -> bool {
@@ -298,6 +310,13 @@ impl Runtime {
         let dir = self.servable_dir(servable.id);
         let config = serde_json::to_vec_pretty(&servable.config).map_err(Error::internal)?;
         let secret = key.secret.clone();
+        // HTTP-type servables are OpenID Connect clients: a fresh secret at every start.
+        let client_secret = if servable.kind.serves_http() {
+            let (store, id) = (self.store.clone(), servable.id);
+            Some(blocking(move || oidc::new_client_secret(&store, id)).await?)
+        } else {
+            None
+        };
         let (key_mode, key_owner) = secret_file_access(user);
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use crate::core::fs::set_mode;
@@ -312,7 +331,7 @@ impl Runtime {
             set_mode(&secrets, 0o755)?;
             // Written aside and renamed: the directories are bind-mounted, so a running
             // container sees the new file whole.
-            for (target, bytes, mode, owner) in [
+            let mut files = vec![
                 (run.join("config.json"), config, 0o444, None),
                 (
                     secrets.join("api-key"),
@@ -320,7 +339,16 @@ impl Runtime {
                     key_mode,
                     key_owner,
                 ),
-            ] {
+            ];
+            if let Some(client_secret) = client_secret {
+                files.push((
+                    secrets.join("oidc-client-secret"),
+                    client_secret.into_bytes(),
+                    key_mode,
+                    key_owner,
+                ));
+            }
+            for (target, bytes, mode, owner) in files {
                 let tmp = target.with_extension("tmp");
                 std::fs::write(&tmp, &bytes)?;
                 if let Some(uid) = owner {
@@ -596,7 +624,12 @@ impl Runtime {
         }
         let mut body = ContainerCreateBody {
             image: Some(image.to_owned()),
-            env: Some(environment(endpoint, servable, instance.id)),
+            env: Some(environment(
+                endpoint,
+                servable,
+                instance.id,
+                self.issuer.get().map(String::as_str),
+            )),
             labels: Some(labels),
             host_config: Some(host),
             exposed_ports: servable
@@ -1251,8 +1284,13 @@ impl Runtime {
 }
 
 /// The environment of an instance's container.
-fn environment(endpoint: &Endpoint, servable: &Servable, instance: Id) -> Vec<String> {
-    vec![
+fn environment(
+    endpoint: &Endpoint,
+    servable: &Servable,
+    instance: Id,
+    issuer: Option<&str>,
+) -> Vec<String> {
+    let mut env = vec![
         format!("DTAAS_URL={}", endpoint.url),
         format!("DTAAS_API_URL={}/v1", endpoint.url),
         format!("DTAAS_API_KEY_FILE={SECRETS_DIR}/api-key"),
@@ -1262,7 +1300,16 @@ fn environment(endpoint: &Endpoint, servable: &Servable, instance: Id) -> Vec<St
         format!("DTAAS_SERVABLE_TYPE={}", servable.kind.as_str()),
         format!("DTAAS_PROTOTYPE_ID={}", servable.prototype),
         format!("DTAAS_INSTANCE_ID={instance}"),
-    ]
+    ];
+    // HTTP-type servables are OpenID Connect clients (`faces::oidc`).
+    if let (true, Some(issuer)) = (servable.kind.serves_http(), issuer) {
+        env.push(format!("DTAAS_OIDC_ISSUER={issuer}"));
+        env.push(format!("DTAAS_OIDC_CLIENT_ID={}", servable.id));
+        env.push(format!(
+            "DTAAS_OIDC_CLIENT_SECRET_FILE={SECRETS_DIR}/oidc-client-secret"
+        ));
+    }
+    env
 }
 
 /// The mode and owner of a container's key file. Only the container's user may read it: 0400,

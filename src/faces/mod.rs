@@ -9,6 +9,7 @@
 //! | JSON API | `/v1/...`, documented at `/v1/doc` | [`v1`] | `{"error": {"code", "message"}}` |
 //! | registry | `/v2/...` | [`v2`] | `{"errors": [{"code", "message", "detail"}]}` |
 //! | app proxy | `<servable id>.<apps-domain>`, `/apps/<id>/` | [`proxy`] | /v1's |
+//! | OpenID Connect provider | `/.well-known/openid-configuration`, `/oidc/...` | [`oidc`] | OAuth's `{"error", "error_description"}`; HTML pages |
 //! | health | `/healthz`, `/readyz` | [`health`] | kabuto's |
 //! | metrics (admins) | `/metrics` | [`metrics`] | kabuto's |
 //! | admin socket | `<data>/admin.sock` | [`admin`] | one JSON line |
@@ -26,6 +27,7 @@ pub mod health;
 pub mod kabuto;
 pub mod listing;
 pub mod metrics;
+pub mod oidc;
 pub mod params;
 pub mod proxy;
 pub mod registration;
@@ -56,6 +58,7 @@ pub fn router(app: App) -> Router {
         .merge(v1::router())
         .merge(dashboard::routes())
         .merge(proxy::routes())
+        .merge(oidc::routes())
         .fallback(errors::not_found);
     with_kabuto_errors(faces)
         .layer(middleware::from_fn_with_state(

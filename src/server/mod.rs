@@ -178,6 +178,11 @@ pub async fn launch_with_listener(
     }
     app.instances
         .set_gateway(Arc::new(gateway::ServerGateway::new(&app)));
+    app.instances.set_issuer(crate::domains::oidc::issuer(
+        &app.config.public_url,
+        app.config.tls_enabled(),
+        app.local_addr(),
+    ));
     app.jobs.start();
     app.instances.start_background();
     start_registry_gc(&app);

@@ -29,6 +29,7 @@ mod kabuto;
 mod limits;
 mod manifest;
 mod metrics;
+mod oidc;
 mod openapi;
 mod packaging;
 mod python_sdk;

@@ -28,7 +28,7 @@ fn repo() -> PathBuf {
 
 /// Builds the Python base image, once per test process (the script does nothing when the image
 /// is up to date, and waits for another run of itself).
-async fn python_base_image() -> &'static str {
+pub(crate) async fn python_base_image() -> &'static str {
     static READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     READY
         .get_or_init(|| async {

@@ -1,0 +1,782 @@
+//! The OpenID Connect provider's records: signing keys (ES256, rotated with overlap),
+//! authorization codes, access and refresh tokens, client secrets and consents. Codes, tokens
+//! and secrets are stored as their SHA-256 only; time is passed in.
+//!
+//! | rule | where |
+//! | --- | --- |
+//! | a code is good once, for 60 s, for its client, redirect URI and PKCE verifier | [`redeem_code`] |
+//! | a refresh token is good once; a second use revokes its whole family | [`rotate_refresh`] |
+//! | the newest key signs; a retired key's public half is served while its tokens live | [`sign`], [`public_keys`] |
+
+use crate::core::clock::{self, Timestamp};
+use crate::core::error::{Error, Result};
+use crate::core::id::Id;
+use crate::core::secrets::{constant_time_eq, random_token, secret_hash};
+use crate::core::store::{Opening, Store, StoreError, decode, encode};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// How long an authorization code is good for.
+pub const CODE_SECS: i64 = 60;
+/// How long ID tokens and access tokens are good for.
+pub const TOKEN_SECS: i64 = 600;
+/// How long a refresh token is good for.
+pub const REFRESH_SECS: i64 = 30 * 24 * 3600;
+/// A signing key older than this is replaced when it would next sign.
+pub const KEY_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
+
+/// Key id -> `SigningKey`.
+const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("oidc_keys");
+/// Hash of a code -> `CodeGrant`.
+const CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("oidc_codes");
+/// Hash of an access token -> `TokenGrant`.
+const ACCESS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("oidc_access");
+/// Hash of a refresh token -> `Refresh`.
+const REFRESH: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("oidc_refresh");
+/// Refresh token families revoked because a used token came back (-> nothing). The tables'
+/// types are among those a database copy knows (`core::store`).
+const REVOKED_FAMILIES: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("oidc_revoked_families");
+/// Client (servable) -> SHA-256 of its secret.
+const CLIENT_SECRETS: TableDefinition<u128, &[u8]> = TableDefinition::new("oidc_client_secrets");
+/// (user, client): the user allowed the client.
+const CONSENTS: TableDefinition<(u128, u128), ()> = TableDefinition::new("oidc_consents");
+
+pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), StoreError> {
+    txn.open_table(KEYS)?;
+    txn.open_table(CODES)?;
+    txn.open_table(ACCESS)?;
+    txn.open_table(REFRESH)?;
+    txn.open_table(REVOKED_FAMILIES)?;
+    txn.open_table(CLIENT_SECRETS)?;
+    txn.open_table(CONSENTS)?;
+    Ok(())
+}
+
+/// The issuer: the configured `public_url` (where people and apps reach the appliance, e.g.
+/// behind a proxy), else the listener at `addr`: its scheme, host and port (the host
+/// `localhost` when it listens on every address).
+pub fn issuer(public_url: &str, tls: bool, addr: std::net::SocketAddr) -> String {
+    if !public_url.is_empty() {
+        return public_url.trim_end_matches('/').to_owned();
+    }
+    let (scheme, default_port) = if tls { ("https", 443) } else { ("http", 80) };
+    let port = match addr.port() {
+        p if p == default_port => String::new(),
+        p => format!(":{p}"),
+    };
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("{scheme}://{host}{port}")
+}
+
+// ---- signing keys ----
+
+#[derive(Serialize, Deserialize)]
+struct SigningKey {
+    kid: String,
+    /// The private key (PKCS#8).
+    pkcs8: Vec<u8>,
+    /// The public point, uncompressed (0x04 || x || y).
+    public: Vec<u8>,
+    created: Timestamp,
+    /// When a newer key took over signing.
+    retired: Option<Timestamp>,
+}
+
+/// A public key of the JWKS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub kid: String,
+    /// The public point, uncompressed (0x04 || x || y).
+    pub point: Vec<u8>,
+}
+
+impl PublicKey {
+    /// The key as a JWK (EC, P-256).
+    pub fn jwk(&self) -> Value {
+        let (x, y) = self
+            .point
+            .get(1..)
+            .unwrap_or_default()
+            .split_at(self.point.len().saturating_sub(1) / 2);
+        serde_json::json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+        })
+    }
+}
+
+fn seconds(secs: i64) -> chrono::Duration {
+    chrono::Duration::seconds(secs)
+}
+
+fn keys(txn: &WriteTransaction) -> Result<Vec<(u128, SigningKey)>> {
+    let table = txn.open_table(KEYS)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value(), decode(v.value())?));
+    }
+    Ok(out)
+}
+
+fn rotate_in(txn: &WriteTransaction, now: Timestamp) -> Result<(String, Vec<u8>)> {
+    let rng = SystemRandom::new();
+    let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng)
+        .map_err(|_| Error::internal("generating a signing key"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng)
+        .map_err(|_| Error::internal("reading a new signing key"))?;
+    let id = Id::new();
+    let key = SigningKey {
+        kid: id.to_string(),
+        pkcs8: pkcs8.as_ref().to_vec(),
+        public: pair.public_key().as_ref().to_vec(),
+        created: now,
+        retired: None,
+    };
+    let existing = keys(txn)?;
+    let mut table = txn.open_table(KEYS)?;
+    for (k, mut old) in existing {
+        match old.retired {
+            None => {
+                old.retired = Some(now);
+                table.insert(k, encode(&old)?.as_slice())?;
+            }
+            // Every token it signed has expired.
+            Some(at) if clock::later(at, seconds(TOKEN_SECS)) < now => {
+                table.remove(k)?;
+            }
+            Some(_) => {}
+        }
+    }
+    table.insert(id.0, encode(&key)?.as_slice())?;
+    Ok((key.kid, key.pkcs8))
+}
+
+/// Makes a new signing key; the one that signed until now is retired (still served in the
+/// JWKS until the tokens it signed expire). Returns the new key's id.
+pub fn rotate_key(store: &Store, now: Timestamp) -> Result<String> {
+    let txn = store.write()?;
+    let (kid, _) = rotate_in(&txn, now)?;
+    txn.commit()?;
+    Ok(kid)
+}
+
+/// Signs `claims` as a compact JWS (ES256) with the current key, made first when there is none
+/// or when it is older than [`KEY_MAX_AGE_SECS`].
+pub fn sign(store: &Store, claims: &Value, now: Timestamp) -> Result<String> {
+    let txn = store.write()?;
+    let current = keys(&txn)?
+        .into_iter()
+        .filter(|(_, k)| k.retired.is_none())
+        .max_by_key(|(id, _)| *id)
+        .map(|(_, k)| (k.kid, k.pkcs8, k.created));
+    let (kid, pkcs8) = match current {
+        Some((kid, pkcs8, created)) if clock::later(created, seconds(KEY_MAX_AGE_SECS)) > now => {
+            (kid, pkcs8)
+        }
+        _ => rotate_in(&txn, now)?,
+    };
+    txn.commit()?;
+    let rng = SystemRandom::new();
+    let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
+        .map_err(|_| Error::internal("reading the signing key"))?;
+    let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = pair
+        .sign(&rng, input.as_bytes())
+        .map_err(|_| Error::internal("signing a token"))?;
+    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
+}
+
+/// The public keys of the JWKS: the current one and those retired less than a token's
+/// lifetime ago.
+pub fn public_keys(store: &Store, now: Timestamp) -> Result<Vec<PublicKey>> {
+    let txn = store.read()?;
+    let table = txn.open_table(KEYS)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (_, v) = entry?;
+        let key: SigningKey = decode(v.value())?;
+        let live = key
+            .retired
+            .is_none_or(|at| clock::later(at, seconds(TOKEN_SECS)) >= now);
+        if live {
+            out.push(PublicKey {
+                kid: key.kid,
+                point: key.public,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The claims of a token this provider signed with a key it still serves (expiry is the
+/// caller's to judge); `None` for anything else.
+pub fn verify(store: &Store, token: &str, now: Timestamp) -> Result<Option<Value>> {
+    if token.len() > 8192 {
+        return Ok(None);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Ok(None);
+    };
+    let json = |part: &str| -> Option<Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let (Some(header), Some(claims), Ok(sig)) = (json(h), json(c), URL_SAFE_NO_PAD.decode(s))
+    else {
+        return Ok(None);
+    };
+    if header["alg"] != "ES256" {
+        return Ok(None);
+    }
+    let Some(key) = public_keys(store, now)?
+        .into_iter()
+        .find(|k| header["kid"].as_str() == Some(k.kid.as_str()))
+    else {
+        return Ok(None);
+    };
+    let public = signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &key.point);
+    let input = &token[..h.len() + 1 + c.len()];
+    Ok(public.verify(input.as_bytes(), &sig).ok().map(|()| claims))
+}
+
+// ---- client secrets and consents ----
+
+/// A new secret for a client (a servable), replacing its old one: handed to the engine, which
+/// mounts it into the client's container. Only its hash is kept.
+pub fn new_client_secret(store: &Store, client: Id) -> Result<String> {
+    let secret = random_token();
+    let txn = store.write()?;
+    txn.open_table(CLIENT_SECRETS)?
+        .insert(client.0, secret_hash(&secret).as_slice())?;
+    txn.commit()?;
+    Ok(secret)
+}
+
+/// Whether `secret` is the client's current secret (compared in constant time).
+pub fn client_secret_matches(store: &Store, client: Id, secret: &str) -> Result<bool> {
+    let txn = store.read()?;
+    let table = txn.open_table(CLIENT_SECRETS)?;
+    let Some(stored) = table.get(client.0)? else {
+        return Ok(false);
+    };
+    Ok(constant_time_eq(stored.value(), &secret_hash(secret)))
+}
+
+/// Whether the user allowed the client before.
+pub fn has_consent(store: &Store, user: Id, client: Id) -> Result<bool> {
+    let txn = store.read()?;
+    Ok(txn.open_table(CONSENTS)?.get((user.0, client.0))?.is_some())
+}
+
+/// Records that the user allowed the client.
+pub fn give_consent(store: &Store, user: Id, client: Id) -> Result<()> {
+    let txn = store.write()?;
+    txn.open_table(CONSENTS)?.insert((user.0, client.0), ())?;
+    txn.commit()?;
+    Ok(())
+}
+
+// ---- authorization codes ----
+
+/// What a code stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub client: Id,
+    pub user: Id,
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge.
+    pub challenge: String,
+    pub nonce: Option<String>,
+    pub expires: Timestamp,
+}
+
+/// Whether a PKCE verifier or challenge has the shape RFC 7636 gives it.
+pub fn pkce_shape(value: &str, min: usize) -> bool {
+    (min..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// The S256 challenge of a verifier.
+pub fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Issues a code for `grant` (its `expires` is set here); returns the code.
+pub fn issue_code(store: &Store, mut grant: CodeGrant, now: Timestamp) -> Result<String> {
+    grant.expires = clock::later(now, seconds(CODE_SECS));
+    let code = random_token();
+    let txn = store.write()?;
+    prune(&txn, CODES, |g: &CodeGrant| g.expires, now)?;
+    txn.open_table(CODES)?
+        .insert(&secret_hash(&code), encode(&grant)?.as_slice())?;
+    txn.commit()?;
+    Ok(code)
+}
+
+/// Redeems a code: it is gone once presented, whether or not it is accepted. `Ok(Err(why))`
+/// when it is unknown, used, expired, another client's, for another redirect URI, or the
+/// verifier does not match.
+pub fn redeem_code(
+    store: &Store,
+    code: &str,
+    client: Id,
+    redirect_uri: &str,
+    verifier: &str,
+    now: Timestamp,
+) -> Result<Result<CodeGrant, &'static str>> {
+    let txn = store.write()?;
+    let grant: Option<CodeGrant> = {
+        let mut table = txn.open_table(CODES)?;
+        let removed = table.remove(&secret_hash(code))?;
+        match removed {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        }
+    };
+    txn.commit()?;
+    let Some(grant) = grant else {
+        return Ok(Err("the code is unknown or was used already"));
+    };
+    if grant.expires < now {
+        return Ok(Err("the code has expired"));
+    }
+    if grant.client != client {
+        return Ok(Err("the code was issued to another client"));
+    }
+    if !constant_time_eq(grant.redirect_uri.as_bytes(), redirect_uri.as_bytes()) {
+        return Ok(Err("redirect_uri is not the one the code was issued for"));
+    }
+    if !pkce_shape(verifier, 43)
+        || !constant_time_eq(s256(verifier).as_bytes(), grant.challenge.as_bytes())
+    {
+        return Ok(Err(
+            "the PKCE code_verifier does not match the code_challenge",
+        ));
+    }
+    Ok(Ok(grant))
+}
+
+/// Removes the records of `table` that expired before `now` (as new ones are made).
+fn prune<T: serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&[u8; 32], &[u8]>,
+    expires: impl Fn(&T) -> Timestamp,
+    now: Timestamp,
+) -> Result<()> {
+    let mut table = txn.open_table(table)?;
+    let mut stale = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        if expires(&decode::<T>(v.value())?) < now {
+            stale.push(*k.value());
+        }
+    }
+    for k in stale {
+        table.remove(&k)?;
+    }
+    Ok(())
+}
+
+// ---- access and refresh tokens ----
+
+/// Whom a token was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGrant {
+    pub user: Id,
+    pub client: Id,
+    pub expires: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Refresh {
+    grant: TokenGrant,
+    family: Id,
+    used: bool,
+}
+
+/// Issues an access token (opaque, [`TOKEN_SECS`]).
+pub fn issue_access(store: &Store, user: Id, client: Id, now: Timestamp) -> Result<String> {
+    let token = random_token();
+    let grant = TokenGrant {
+        user,
+        client,
+        expires: clock::later(now, seconds(TOKEN_SECS)),
+    };
+    let txn = store.write()?;
+    prune(&txn, ACCESS, |g: &TokenGrant| g.expires, now)?;
+    txn.open_table(ACCESS)?
+        .insert(&secret_hash(&token), encode(&grant)?.as_slice())?;
+    txn.commit()?;
+    Ok(token)
+}
+
+/// The grant of a live access token.
+pub fn access_grant(store: &Store, token: &str, now: Timestamp) -> Result<Option<TokenGrant>> {
+    let txn = store.read()?;
+    let table = txn.open_table(ACCESS)?;
+    let Some(v) = table.get(&secret_hash(token))? else {
+        return Ok(None);
+    };
+    let grant: TokenGrant = decode(v.value())?;
+    Ok((grant.expires >= now).then_some(grant))
+}
+
+fn insert_refresh(
+    txn: &WriteTransaction,
+    user: Id,
+    client: Id,
+    family: Id,
+    now: Timestamp,
+) -> Result<String> {
+    let token = random_token();
+    let record = Refresh {
+        grant: TokenGrant {
+            user,
+            client,
+            expires: clock::later(now, seconds(REFRESH_SECS)),
+        },
+        family,
+        used: false,
+    };
+    txn.open_table(REFRESH)?
+        .insert(&secret_hash(&token), encode(&record)?.as_slice())?;
+    Ok(token)
+}
+
+/// Issues the first refresh token of a new family.
+pub fn issue_refresh(store: &Store, user: Id, client: Id, now: Timestamp) -> Result<String> {
+    let txn = store.write()?;
+    prune(&txn, REFRESH, |r: &Refresh| r.grant.expires, now)?;
+    let token = insert_refresh(&txn, user, client, Id::new(), now)?;
+    txn.commit()?;
+    Ok(token)
+}
+
+/// Uses a refresh token: it stops working and a new one of its family is returned with its
+/// grant. A token used before revokes its family (every token of it then fails).
+pub fn rotate_refresh(
+    store: &Store,
+    token: &str,
+    client: Id,
+    now: Timestamp,
+) -> Result<Result<(TokenGrant, String), &'static str>> {
+    let txn = store.write()?;
+    let key = secret_hash(token);
+    let record: Option<Refresh> = {
+        let table = txn.open_table(REFRESH)?;
+        let found = table.get(&key)?;
+        match found {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        }
+    };
+    let Some(mut record) = record else {
+        return Ok(Err("the refresh token is unknown"));
+    };
+    if record.grant.client != client {
+        return Ok(Err("the refresh token was issued to another client"));
+    }
+    let revoked = txn
+        .open_table(REVOKED_FAMILIES)?
+        .get(record.family.0)?
+        .is_some();
+    if record.used {
+        txn.open_table(REVOKED_FAMILIES)?
+            .insert(record.family.0, &[][..])?;
+        txn.commit()?;
+        return Ok(Err(
+            "the refresh token was used before; its family is revoked",
+        ));
+    }
+    if revoked {
+        return Ok(Err("the refresh token's family is revoked"));
+    }
+    if record.grant.expires < now {
+        return Ok(Err("the refresh token has expired"));
+    }
+    record.used = true;
+    txn.open_table(REFRESH)?
+        .insert(&key, encode(&record)?.as_slice())?;
+    let (user, family) = (record.grant.user, record.family);
+    let new = insert_refresh(&txn, user, client, family, now)?;
+    txn.commit()?;
+    Ok(Ok((record.grant, new)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::domains::open_store(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn grant(client: Id, verifier: &str) -> CodeGrant {
+        CodeGrant {
+            client,
+            user: Id::new(),
+            redirect_uri: "http://x.localhost/cb".into(),
+            challenge: s256(verifier),
+            nonce: Some("n".into()),
+            expires: chrono::Utc::now(),
+        }
+    }
+
+    const VERIFIER: &str = "0123456789012345678901234567890123456789abc";
+
+    #[test]
+    fn a_code_is_good_once_for_its_client_uri_and_verifier() {
+        let (_d, store) = store();
+        let now = chrono::Utc::now();
+        let client = Id::new();
+        let g = grant(client, VERIFIER);
+        let code = issue_code(&store, g.clone(), now).unwrap();
+        let ok = redeem_code(&store, &code, client, &g.redirect_uri, VERIFIER, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((ok.user, ok.nonce.as_deref()), (g.user, Some("n")));
+        let again = redeem_code(&store, &code, client, &g.redirect_uri, VERIFIER, now).unwrap();
+        assert!(again.is_err(), "replayed");
+
+        let refused = |client2: Id, uri: &str, verifier: &str, at: Timestamp| {
+            let code = issue_code(&store, g.clone(), now).unwrap();
+            redeem_code(&store, &code, client2, uri, verifier, at)
+                .unwrap()
+                .unwrap_err()
+        };
+        assert!(refused(Id::new(), &g.redirect_uri, VERIFIER, now).contains("another client"));
+        assert!(refused(client, "http://x.localhost/other", VERIFIER, now).contains("redirect"));
+        let wrong = "x".repeat(43);
+        assert!(refused(client, &g.redirect_uri, &wrong, now).contains("PKCE"));
+        assert!(refused(client, &g.redirect_uri, "", now).contains("PKCE"));
+        let late = now + chrono::Duration::seconds(CODE_SECS + 1);
+        assert!(refused(client, &g.redirect_uri, VERIFIER, late).contains("expired"));
+
+        // Codes never presented go when they have expired and another is made.
+        let unused = issue_code(&store, g.clone(), now).unwrap();
+        issue_code(&store, g.clone(), late).unwrap();
+        let later = redeem_code(&store, &unused, client, &g.redirect_uri, VERIFIER, now).unwrap();
+        assert_eq!(
+            later.unwrap_err(),
+            "the code is unknown or was used already"
+        );
+    }
+
+    #[test]
+    fn pkce_s256_is_rfc_7636s() {
+        // RFC 7636, appendix B.
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(pkce_shape(VERIFIER, 43));
+        assert!(!pkce_shape("short", 43));
+        assert!(!pkce_shape(&"a".repeat(129), 43));
+        assert!(!pkce_shape(&format!("{}+", &VERIFIER[..43]), 43));
+    }
+
+    #[test]
+    fn a_refresh_token_rotates_and_its_reuse_revokes_the_family() {
+        let (_d, store) = store();
+        let now = chrono::Utc::now();
+        let (user, client) = (Id::new(), Id::new());
+        let first = issue_refresh(&store, user, client, now).unwrap();
+        assert!(
+            rotate_refresh(&store, &first, Id::new(), now)
+                .unwrap()
+                .is_err()
+        );
+        let (g, second) = rotate_refresh(&store, &first, client, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((g.user, g.client), (user, client));
+        let (_, third) = rotate_refresh(&store, &second, client, now)
+            .unwrap()
+            .unwrap();
+        // The first comes back: the family is revoked, the newest token with it.
+        assert!(
+            rotate_refresh(&store, &first, client, now)
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            rotate_refresh(&store, &third, client, now)
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            rotate_refresh(&store, "nope", client, now)
+                .unwrap()
+                .is_err()
+        );
+        let other = issue_refresh(&store, user, client, now).unwrap();
+        let late = now + chrono::Duration::seconds(REFRESH_SECS + 1);
+        assert_eq!(
+            rotate_refresh(&store, &other, client, late).unwrap().err(),
+            Some("the refresh token has expired")
+        );
+        // Expired ones go when a new family starts.
+        issue_refresh(&store, user, client, late).unwrap();
+        assert_eq!(
+            rotate_refresh(&store, &other, client, late).unwrap().err(),
+            Some("the refresh token is unknown")
+        );
+    }
+
+    #[test]
+    fn access_tokens_end_and_are_stored_hashed() {
+        let (_d, store) = store();
+        let now = chrono::Utc::now();
+        let (user, client) = (Id::new(), Id::new());
+        let token = issue_access(&store, user, client, now).unwrap();
+        let g = access_grant(&store, &token, now).unwrap().unwrap();
+        assert_eq!((g.user, g.client), (user, client));
+        let late = now + chrono::Duration::seconds(TOKEN_SECS + 1);
+        assert!(access_grant(&store, &token, late).unwrap().is_none());
+        assert!(access_grant(&store, "other", now).unwrap().is_none());
+        let stored = |token: &str| {
+            let txn = store.read().unwrap();
+            let table = txn.open_table(ACCESS).unwrap();
+            table.get(&secret_hash(token)).unwrap().is_some()
+        };
+        assert!(stored(&token));
+        // Expired ones go as new ones come.
+        let newer = issue_access(&store, user, client, late).unwrap();
+        assert!(!stored(&token) && stored(&newer));
+    }
+
+    #[test]
+    fn client_secrets_are_replaced_and_compared_whole() {
+        let (_d, store) = store();
+        let client = Id::new();
+        assert!(!client_secret_matches(&store, client, "").unwrap());
+        let a = new_client_secret(&store, client).unwrap();
+        assert!(client_secret_matches(&store, client, &a).unwrap());
+        assert!(!client_secret_matches(&store, client, &a[..42]).unwrap());
+        let b = new_client_secret(&store, client).unwrap();
+        assert!(!client_secret_matches(&store, client, &a).unwrap());
+        assert!(client_secret_matches(&store, client, &b).unwrap());
+        assert!(!client_secret_matches(&store, Id::new(), &b).unwrap());
+    }
+
+    #[test]
+    fn consent_is_per_user_and_client() {
+        let (_d, store) = store();
+        let (user, client) = (Id::new(), Id::new());
+        assert!(!has_consent(&store, user, client).unwrap());
+        give_consent(&store, user, client).unwrap();
+        assert!(has_consent(&store, user, client).unwrap());
+        assert!(!has_consent(&store, Id::new(), client).unwrap());
+        assert!(!has_consent(&store, user, Id::new()).unwrap());
+    }
+
+    #[test]
+    fn rotated_keys_still_verify_their_tokens_until_those_expire() {
+        let (_d, store) = store();
+        let now = chrono::Utc::now();
+        let claims = serde_json::json!({"sub": "u"});
+        let old = sign(&store, &claims, now).unwrap();
+        assert_eq!(verify(&store, &old, now).unwrap(), Some(claims.clone()));
+        let old_kid = public_keys(&store, now).unwrap()[0].kid.clone();
+        let new_kid = rotate_key(&store, now).unwrap();
+        let new = sign(&store, &claims, now).unwrap();
+        let kids: Vec<String> = public_keys(&store, now)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert!(
+            kids.contains(&old_kid) && kids.contains(&new_kid),
+            "{kids:?}"
+        );
+        assert!(verify(&store, &old, now).unwrap().is_some());
+        assert!(verify(&store, &new, now).unwrap().is_some());
+        // Tampered: refused.
+        let mut bad = new.clone();
+        bad.replace_range(bad.len() - 2.., "AA");
+        assert!(verify(&store, &bad, now).unwrap().is_none());
+        // Once the old key's tokens have expired, it leaves the JWKS (and is dropped at the
+        // next rotation).
+        let later = now + chrono::Duration::seconds(TOKEN_SECS + 1);
+        let kids: Vec<String> = public_keys(&store, later)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kids, vec![new_kid.clone()]);
+        assert!(verify(&store, &old, later).unwrap().is_none());
+        // A key too old is replaced when it next signs.
+        let much_later = now + chrono::Duration::seconds(KEY_MAX_AGE_SECS + 1);
+        sign(&store, &claims, much_later).unwrap();
+        let kids: Vec<String> = public_keys(&store, much_later)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kids.len(), 2);
+        assert!(kids.contains(&new_kid) && !kids.contains(&old_kid));
+        let jwk = public_keys(&store, now).unwrap()[0].jwk();
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(jwk["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(jwk["y"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn the_issuer_is_the_public_url_else_the_listeners_origin() {
+        assert_eq!(
+            issuer(
+                "https://dtaas.example.org/",
+                true,
+                "0.0.0.0:5000".parse().unwrap()
+            ),
+            "https://dtaas.example.org"
+        );
+        assert_eq!(
+            issuer("", false, "127.0.0.1:5000".parse().unwrap()),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            issuer("", true, "0.0.0.0:443".parse().unwrap()),
+            "https://localhost"
+        );
+        assert_eq!(
+            issuer("", true, "[::1]:8443".parse().unwrap()),
+            "https://[::1]:8443"
+        );
+    }
+}
