@@ -9,6 +9,18 @@ use serde::de::DeserializeOwned;
 
 pub struct FormOrJson<T>(pub T);
 
+/// Whether a request's body is `application/x-www-form-urlencoded`.
+pub fn is_urlencoded(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 /// The whole body, within the router's body limit (413 beyond it).
 async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
     Bytes::from_request(req, state).await.map_err(|e| {

@@ -525,15 +525,7 @@ fn user_claims(user: &User, caps: &[&str]) -> Value {
 }
 
 async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
+    if !crate::faces::body::is_urlencoded(&headers) {
         return bad(
             "invalid_request",
             "send the request as application/x-www-form-urlencoded",

@@ -8,13 +8,19 @@ use super::blobs::BlobStore;
 use super::meta;
 use crate::core::clock::Timestamp;
 use crate::core::error::Result;
-use crate::core::store::{Store, decode, encode};
+use crate::core::store::{Opening, Store, StoreError, decode, encode};
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The last collection's report, under the key [`LAST`] (what the admin page shows).
 pub(crate) const GC_RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("registry_gc");
+
+/// Opens the table of the last collection's report.
+pub(crate) fn init_tables(txn: &redb::WriteTransaction, _: Opening) -> Result<(), StoreError> {
+    txn.open_table(GC_RUNS)?;
+    Ok(())
+}
 const LAST: &str = "last";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]

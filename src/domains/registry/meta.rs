@@ -41,7 +41,6 @@ pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), Stor
     txn.open_table(TAGS)?;
     txn.open_table(REFERRERS)?;
     txn.open_table(UPLOADS)?;
-    txn.open_table(super::gc::GC_RUNS)?;
     Ok(())
 }
 

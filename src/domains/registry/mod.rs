@@ -13,4 +13,13 @@ pub mod meta;
 pub mod names;
 pub mod quota;
 
-pub(crate) use meta::init_tables;
+use crate::core::store::{Opening, StoreError};
+
+/// Opens the registry's tables: the metadata's and the collector's.
+pub(crate) fn init_tables(
+    txn: &redb::WriteTransaction,
+    opening: Opening,
+) -> Result<(), StoreError> {
+    meta::init_tables(txn, opening)?;
+    gc::init_tables(txn, opening)
+}

@@ -140,16 +140,7 @@ impl<T: DeserializeOwned> FromRequest<App> for CsrfForm<T> {
     async fn from_request(req: Request, app: &App) -> Result<Self> {
         let (mut parts, body) = req.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, app).await?;
-        let is_form = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                v.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
+        if !crate::faces::body::is_urlencoded(&parts.headers) {
             return Err(Error::bad_request(
                 "send the form as application/x-www-form-urlencoded",
             ));

@@ -130,7 +130,7 @@ async fn login(
         .await;
     let session = match session {
         Ok(session) => session,
-        Err(e) if wants_html(&headers) && is_form(&headers) => {
+        Err(e) if wants_html(&headers) && crate::faces::body::is_urlencoded(&headers) => {
             let page = SignInPage {
                 action: uri.path(),
                 next: safe_next(form.next.as_deref()).unwrap_or(default_next(scope.is_some())),
@@ -170,18 +170,6 @@ async fn logout(State(app): State<App>, jar: CookieJar) -> Result<(CookieJar, Js
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/").build());
     Ok((jar, Json(json!({ "logout": "success" }))))
-}
-
-/// Whether a request's body is a urlencoded form (what a browser's sign-in form sends).
-fn is_form(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
 }
 
 /// Whether a request comes from a browser asking for a page (`Accept` names `text/html`), as
