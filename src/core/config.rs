@@ -777,6 +777,22 @@ fn typed_value(raw: &str, default: &toml::Value) -> Result<toml::Value, String> 
     }
 }
 
+/// The origin of a listener at `addr` (`https` when it speaks TLS): scheme, host and port, the
+/// port left out when it is the scheme's own, `localhost` for a listener on every address.
+pub fn listener_origin(tls: bool, addr: std::net::SocketAddr) -> String {
+    let (scheme, default_port) = if tls { ("https", 443) } else { ("http", 80) };
+    let port = match addr.port() {
+        p if p == default_port => String::new(),
+        p => format!(":{p}"),
+    };
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "localhost".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("{scheme}://{host}{port}")
+}
+
 /// Whether `url` is an origin: `http://` or `https://`, a host (letters, digits, `.`, `-`, or
 /// a bracketed IPv6 address), an optional port, at most a trailing `/`.
 fn is_origin_url(url: &str) -> bool {

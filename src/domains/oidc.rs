@@ -66,17 +66,7 @@ pub fn issuer(public_url: &str, tls: bool, addr: std::net::SocketAddr) -> String
     if !public_url.is_empty() {
         return public_url.trim_end_matches('/').to_owned();
     }
-    let (scheme, default_port) = if tls { ("https", 443) } else { ("http", 80) };
-    let port = match addr.port() {
-        p if p == default_port => String::new(),
-        p => format!(":{p}"),
-    };
-    let host = match addr.ip() {
-        ip if ip.is_unspecified() => "localhost".to_owned(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
-    format!("{scheme}://{host}{port}")
+    crate::core::config::listener_origin(tls, addr)
 }
 
 // ---- signing keys ----

@@ -82,14 +82,12 @@ fn proxy_urls(tls: bool, addr: std::net::SocketAddr, domain: &str, id: Id) -> (S
         p if p == default_port => String::new(),
         p => format!(":{p}"),
     };
-    let host = match addr.ip() {
-        ip if ip.is_unspecified() => "localhost".to_owned(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
     (
         format!("{scheme}://{id}.{domain}{port}/"),
-        format!("{scheme}://{host}{port}/apps/{id}/"),
+        format!(
+            "{}/apps/{id}/",
+            crate::core::config::listener_origin(tls, addr)
+        ),
     )
 }
 
