@@ -205,21 +205,6 @@ fn hello_project(tag: &str) -> TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-const HELLO: [&str; 3] = ["hello-daemon", "hello-app", "hello-pipeline"];
-
 #[tokio::test]
 async fn upload_of_hello_builds_pushes_and_registers_then_skips_everything() {
     let server = TestServer::start().await;
@@ -229,8 +214,8 @@ async fn upload_of_hello_builds_pushes_and_registers_then_skips_everything() {
     base_image().await;
     let tag = unique("t");
     let project = hello_project(&tag);
-    let _images = Images(HELLO.iter().map(|p| format!("{p}:{tag}")).collect());
-    for p in HELLO {
+    let _images = Images(HELLO_PARTS.iter().map(|p| format!("{p}:{tag}")).collect());
+    for p in HELLO_PARTS {
         assert_eq!(image_id(&format!("{p}:{tag}")).await, None);
     }
     let dir = project.path().to_string_lossy().to_string();
@@ -247,7 +232,7 @@ async fn upload_of_hello_builds_pushes_and_registers_then_skips_everything() {
         .collect();
     assert_eq!(
         order,
-        HELLO
+        HELLO_PARTS
             .map(|p| format!("{p}:{tag}"))
             .iter()
             .map(String::as_str)
@@ -266,14 +251,14 @@ async fn upload_of_hello_builds_pushes_and_registers_then_skips_everything() {
     }
     assert_eq!(v["registered"].as_array().unwrap().len(), 3, "{v}");
     assert_eq!(v["already_registered"], serde_json::json!([]));
-    for p in HELLO {
+    for p in HELLO_PARTS {
         assert!(image_id(&format!("{p}:{tag}")).await.is_some(), "{p} built");
     }
     let (status, listed) = api.get("/prototypes").await;
     assert_eq!(status, 200, "{listed}");
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 3);
-    for p in HELLO {
+    for p in HELLO_PARTS {
         let found = listed
             .iter()
             .find(|x| x["name"] == p)
@@ -347,7 +332,7 @@ async fn the_seed_000_walkthrough_with_the_client() {
         .replace("hello-daemon:1", &format!("hello-daemon:{tag}"))
         .replace("hello-app:1", &format!("hello-app:{tag}"));
     std::fs::write(&script, text).unwrap();
-    let _images = Images(HELLO.iter().map(|p| format!("{p}:{tag}")).collect());
+    let _images = Images(HELLO_PARTS.iter().map(|p| format!("{p}:{tag}")).collect());
 
     // eval "$(dtaas export)": the variables, without the profile file.
     let exported = me.run(&["export"], None).await.assert_ok().stdout.clone();

@@ -7,16 +7,9 @@ use crate::browser::{Browser, csrf_of};
 use crate::harness::*;
 use fantoccini::Locator;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const HELLO: &str = "The Daemon says, Hello, DTaaS!";
-
-fn example(part: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/hello")
-        .join(part)
-}
 
 /// A page's HTML through a signed-in client: (status, body).
 async fn page(c: &reqwest::Client, server: &TestServer, path: &str) -> (u16, String) {

@@ -589,3 +589,27 @@ pub async fn wait_instance(api: &V1, id: &str, secs: u64, done: impl Fn(&Value) 
     let (_, logs) = api.get(&format!("/instances/{id}/logs")).await;
     panic!("instance {id} did not get there in {secs} s: {last}\nlogs: {logs}");
 }
+
+/// A part of the hello example (`examples/hello/<part>`).
+pub fn example(part: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/hello")
+        .join(part)
+}
+
+/// The hello example's prototypes, in dependency order.
+pub const HELLO_PARTS: [&str; 3] = ["hello-daemon", "hello-app", "hello-pipeline"];
+
+/// Copies a directory tree (a project, for a test to change).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -104,8 +104,6 @@ fn hello_manifest() -> Value {
     })
 }
 
-const HELLO: [&str; 3] = ["hello-daemon", "hello-app", "hello-pipeline"];
-
 /// The (item, field) pairs of an error's `details`.
 fn details(body: &Value) -> BTreeSet<(String, String)> {
     body["error"]["details"]
@@ -179,7 +177,7 @@ async fn assert_nothing_registered(v1: &V1) {
 
 /// Registers the seed's manifest (its images pushed first) and returns the prototypes by name.
 async fn register_hello(server: &TestServer, v1: &V1, login: &str) -> BTreeMap<String, Value> {
-    for name in HELLO {
+    for name in HELLO_PARTS {
         push_image(server, login, None, name, "1").await;
     }
     let (status, body) = v1.post("/prototypes", hello_manifest()).await;
@@ -332,7 +330,7 @@ async fn the_seed_manifest_registers_with_ids_resolved() {
     let protos = register_hello(&server, &v1, &login).await;
     assert_eq!(
         protos.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        BTreeSet::from(HELLO),
+        BTreeSet::from(HELLO_PARTS),
         "{protos:?}"
     );
     let (d, a, p) = (

@@ -198,21 +198,6 @@ async fn the_python_sdk_passes_its_tests_against_a_real_server() {
     }
 }
 
-const HELLO: [&str; 3] = ["hello-daemon", "hello-app", "hello-pipeline"];
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Replaces `from` by `to` in a file of the project, which must hold it.
 fn edit(file: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(file).unwrap();
@@ -278,7 +263,7 @@ async fn the_python_hello_example_runs_with_the_sdk_through_the_proxy() {
     let tag = unique("py");
     let project = hello_python_project(&tag);
     let _images = LocalImages(
-        HELLO
+        HELLO_PARTS
             .iter()
             .flat_map(|p| {
                 [

@@ -3,16 +3,9 @@
 
 use crate::harness::*;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 
 const HELLO: &str = "The Daemon says, Hello, DTaaS!";
-
-fn example(part: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/hello")
-        .join(part)
-}
 
 fn hello_manifest() -> Value {
     let text =
