@@ -354,6 +354,20 @@ pub fn engine() -> dtaas::engine::Engine {
     dtaas::engine::Engine::new(&dtaas::core::config::DockerConfig::default().host)
 }
 
+/// Waits (10 s at most) for a job's container to be gone: the supervisor removes it just
+/// after the job's end is recorded, so a test that has seen the end may still find it.
+pub async fn assert_job_container_gone(job: &str) {
+    let docker = engine().client().await.unwrap();
+    let name = format!("dtaas-job-{job}");
+    for _ in 0..100 {
+        if docker.inspect_container(&name, None).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{name} is still there after 10 s");
+}
+
 /// Imports the busybox base image once per run (no image can be pulled here).
 pub async fn base_image() -> &'static str {
     static READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();

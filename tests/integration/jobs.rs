@@ -240,13 +240,7 @@ async fn kill_stops_a_running_job_and_delete_kills_first() {
     assert_eq!(v["state"], "cancelled");
     assert!(v["error"].as_str().unwrap().contains("killed"), "{v}");
     assert_eq!(k.wait_job(&pipeline, &next).await["state"], "cancelled");
-    let docker = engine().client().await.unwrap();
-    assert!(
-        docker
-            .inspect_container(&format!("dtaas-job-{long}"), None)
-            .await
-            .is_err()
-    );
+    assert_job_container_gone(&long).await;
 
     // Deleting a running job kills it first.
     let pipeline = k.pipeline("p2").await;
@@ -263,12 +257,7 @@ async fn kill_stops_a_running_job_and_delete_kills_first() {
         k.get(&format!("/pipeline/{pipeline}/job/{long}")).await.0,
         404
     );
-    assert!(
-        docker
-            .inspect_container(&format!("dtaas-job-{long}"), None)
-            .await
-            .is_err()
-    );
+    assert_job_container_gone(&long).await;
     let (_, p) = k.get(&format!("/pipeline/{pipeline}")).await;
     assert_eq!(p[&pipeline]["jobs"], json!([]));
 
@@ -284,12 +273,7 @@ async fn kill_stops_a_running_job_and_delete_kills_first() {
             .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(k.get(&format!("/pipeline/{pipeline}")).await.0, 404);
-    assert!(
-        docker
-            .inspect_container(&format!("dtaas-job-{long}"), None)
-            .await
-            .is_err()
-    );
+    assert_job_container_gone(&long).await;
 }
 
 #[tokio::test]

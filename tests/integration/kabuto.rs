@@ -125,18 +125,8 @@ async fn the_seed_flow_end_to_end() {
 
     // The containers are gone (removed just after the end is recorded: within seconds); the
     // logs and results stay.
-    let docker = engine().client().await.unwrap();
     for job in [&first, &second] {
-        let name = format!("dtaas-job-{job}");
-        let mut gone = false;
-        for _ in 0..100 {
-            if docker.inspect_container(&name, None).await.is_err() {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(gone, "{name} is still there after 10 s");
+        assert_job_container_gone(job).await;
     }
 }
 

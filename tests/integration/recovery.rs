@@ -99,15 +99,8 @@ async fn jobs_survive_a_sigkill_of_the_server() {
     assert_eq!(v["response"], 5);
 
     // Nothing is left in the engine.
-    let docker = engine().client().await.unwrap();
     for job in [&a1, &a2, &b1, &c1, &failing] {
-        assert!(
-            docker
-                .inspect_container(&format!("dtaas-job-{job}"), None)
-                .await
-                .is_err(),
-            "container of {job} left behind"
-        );
+        assert_job_container_gone(job).await;
     }
     server.kill9().await;
     let installation = dtaas::domains::open_store(dir.path())
