@@ -3,8 +3,9 @@
 //
 //   <pre data-live-log="/v1/jobs/ID/logs" data-live-state="ID-of-an-element">  server-sent
 //     events (`log` lines appended; `end` writes the final state into that element and marks
-//     the pre `data-ended`; what only the finished page has, e.g. a result link, comes with
-//     the page's Reload link).
+//     the pre `data-ended`; elements marked `data-live-while` (e.g. a Stop form) are hidden
+//     and elements marked `data-live-after` (rendered `hidden`, e.g. a Run form or a note to
+//     reload for the result) are shown).
 //   <pre data-live-poll="/v1/builds/ID" data-live-field="output">  polled every second until
 //     the object's `state` is no longer PENDING, then the page reloads once.
 (function () {
@@ -28,6 +29,8 @@
       try { state = JSON.parse(e.data).state || ""; } catch (_) { state = ""; }
       var target = document.getElementById(pre.getAttribute("data-live-state") || "");
       if (target && state) { target.textContent = state; }
+      document.querySelectorAll("[data-live-while]").forEach(function (el) { el.hidden = true; });
+      document.querySelectorAll("[data-live-after]").forEach(function (el) { el.hidden = false; });
       pre.setAttribute("data-ended", state || "ended");
     });
     source.addEventListener("error", function () { source.close(); });

@@ -395,14 +395,21 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
     let loaded =
         b.c.execute(
             "window.dashboardMark = 'still-here'; \
-             return document.querySelector('pre.log').textContent;",
+             return [document.querySelector('pre.log').textContent, \
+                     document.querySelector('form[action$=\"/kill\"]').hidden, \
+                     document.querySelector('[data-live-after]').hidden];",
             vec![],
         )
         .await
         .unwrap();
     assert!(
-        !loaded.as_str().unwrap().contains("second-line"),
+        !loaded[0].as_str().unwrap().contains("second-line"),
         "the line came before the page: {loaded}"
+    );
+    assert_eq!(
+        (&loaded[1], &loaded[2]),
+        (&json!(false), &json!(true)),
+        "while it runs: the kill form shows, the note to reload does not"
     );
     // The log's own text (the command on the page names the lines too).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -444,10 +451,16 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        b.c.execute("return window.dashboardMark || null;", vec![])
-            .await
-            .unwrap(),
-        json!("still-here")
+        b.c.execute(
+            "return [window.dashboardMark || null, \
+                     document.querySelector('form[action$=\"/kill\"]').hidden, \
+                     document.querySelector('[data-live-after]').hidden];",
+            vec![]
+        )
+        .await
+        .unwrap(),
+        json!(["still-here", true, false]),
+        "once it ended: no kill form, a note to reload"
     );
 
     // Loaded again: the final state, the usage and the result's link.

@@ -117,6 +117,17 @@ async fn the_hello_manifest_is_uploaded_and_run_and_its_app_opened_from_the_page
     b.wait_text("Instance ", 60).await;
     b.wait_text("hello-pipeline: done", 120).await;
     wait_element_text(&b, "#instance-state", "exited", 60).await;
+    // The ended instance offers Run again, and no Stop, without a reload.
+    let forms = b
+        .c
+        .execute(
+            "const shown = (s) => Array.from(document.querySelectorAll(s)).filter(f => !f.hidden).length; \
+             return [shown('form[action$=\"/run\"]'), shown('form[action$=\"/stop\"]')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forms, json!([1, 0]), "Run shown once, Stop gone");
     let (_, view) = api.get(&format!("/servables/{pipeline}")).await;
     let instance = view["current_instance"].as_str().unwrap().to_owned();
     let (_, run) = api.get(&format!("/instances/{instance}")).await;
