@@ -159,7 +159,9 @@ async fn a_backup_taken_while_jobs_run_and_images_are_pushed_restores_to_the_sam
         .job(
             &long,
             &image,
-            "sh -c 'sleep 3; echo slow > /outbox/slow.txt'",
+            // Long enough to be running still when the snapshot is taken on a loaded machine
+            // (a build, a push and the client's start come first).
+            "sh -c 'sleep 20; echo slow > /outbox/slow.txt'",
             &[],
         )
         .await;
@@ -234,13 +236,21 @@ async fn a_backup_taken_while_jobs_run_and_images_are_pushed_restores_to_the_sam
             sha256(&bytes)
         );
     }
-    assert!(
-        !std::fs::read_dir(data.join("tmp"))
+    // The staged snapshot is removed once the server reads the client's last line, which the
+    // client does not wait for.
+    let staged = || {
+        std::fs::read_dir(data.join("tmp"))
             .unwrap()
             .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with("backup-")),
-        "the staged snapshot was removed"
-    );
+            .any(|e| e.file_name().to_string_lossy().starts_with("backup-"))
+    };
+    for _ in 0..100 {
+        if !staged() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!staged(), "the staged snapshot was removed");
 
     // What happens after the backup is not in it.
     let (late, _) = server.user("late").await;

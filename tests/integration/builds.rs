@@ -165,7 +165,8 @@ async fn rebuild_keeps_the_id_and_delete_removes_the_image() {
     );
 
     // A job whose image was deleted fails with the reason.
-    k.submit(&pipeline).await;
+    k.wait_idle(&pipeline).await;
+    assert_eq!(k.submit(&pipeline).await.0, 200);
     let v = k.wait_job(&pipeline, &job).await;
     assert_eq!(v["state"], "failed");
     assert!(k.logs(&job).await[0].contains("image was deleted"));

@@ -331,9 +331,10 @@ async fn the_overview_shows_the_viewers_running_and_failed_work_and_not_anothers
     );
     assert!(!their_html.contains(&my_failed) && !their_html.contains(&my_running));
 
-    // The usage sampler draws the running job's CPU and memory for its owner alone.
+    // The usage sampler draws the running job's CPU and memory for its owner alone (it samples
+    // every 30 s: a container that starts just after a round is in the one after).
     let series = format!("<title>job {}</title></polyline>", short(&my_running));
-    let html = overview_with(&mine.c, &server, &series, 30).await;
+    let html = overview_with(&mine.c, &server, &series, 80).await;
     assert_eq!(
         html.matches(&series).count(),
         2,

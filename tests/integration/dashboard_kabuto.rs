@@ -365,7 +365,7 @@ async fn a_pipeline_is_made_run_and_followed_live_and_its_result_downloaded() {
     b.screenshot("pipelines-pipeline-new").await;
 
     // A job that prints a line, waits, prints another, and leaves a result.
-    let command = "sh -c \"cat /inbox/in.txt; echo first-line; sleep 6; echo second-line; \
+    let command = "sh -c \"cat /inbox/in.txt; echo first-line; sleep 20; echo second-line; \
                    echo result-content > /outbox/out.txt\"";
     b.type_into("#job-command", command).await;
     b.select("image", &image).await;

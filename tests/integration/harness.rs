@@ -354,18 +354,21 @@ pub fn engine() -> dtaas::engine::Engine {
     dtaas::engine::Engine::new(&dtaas::core::config::DockerConfig::default().host)
 }
 
-/// Waits (10 s at most) for a job's container to be gone: the supervisor removes it just
+/// Waits (30 s at most) for a job's container to be gone: the supervisor removes it just
 /// after the job's end is recorded, so a test that has seen the end may still find it.
 pub async fn assert_job_container_gone(job: &str) {
     let docker = engine().client().await.unwrap();
     let name = format!("dtaas-job-{job}");
-    for _ in 0..100 {
-        if docker.inspect_container(&name, None).await.is_err() {
-            return;
+    for _ in 0..300 {
+        match docker.inspect_container(&name, None).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            Err(e) => panic!("inspecting {name}: {e}"),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("{name} is still there after 10 s");
+    panic!("{name} is still there after 30 s");
 }
 
 /// Imports the busybox base image once per run (no image can be pulled here).
@@ -408,7 +411,8 @@ impl ProcessServer {
         let child = cmd.spawn().expect("spawn dtaas serve");
         let base = format!("http://127.0.0.1:{port}");
         let c = client();
-        for _ in 0..200 {
+        // 30 s: after a SIGKILL the database is recovered on open.
+        for _ in 0..600 {
             if let Ok(r) = c.get(format!("{base}/healthz")).send().await
                 && r.status() == 200
             {

@@ -189,6 +189,7 @@ async fn a_failing_job_cancels_the_rest_and_resubmitting_runs_again() {
     assert_eq!(r.status(), 409, "no results for a cancelled job");
 
     // Fix the failing job and run the pipeline again: everything runs, logs start afresh.
+    k.wait_idle(&pipeline).await;
     let form = Form::new().text("command", "echo fixed");
     let (status, v) = k
         .send_form(
@@ -301,7 +302,7 @@ async fn logs_stream_live_and_the_stream_ends_with_the_job() {
         .job(
             &pipeline,
             &image,
-            "sh -c 'for i in 1 2 3 4; do echo tick $i; sleep 0.5; done'",
+            "sh -c 'for i in 1 2 3 4; do echo tick $i; sleep 2; done'",
             &[],
         )
         .await;
@@ -586,9 +587,10 @@ async fn an_outbox_over_the_result_limit_fails_the_job_without_zipping() {
     let submitted = std::time::Instant::now();
     k.submit(&pipeline).await;
     let v = k.wait_job(&pipeline, &job).await;
-    // Starting the container and ending the job, without reading 8 GiB of holes (37 s).
+    // Starting the container and ending the job, without reading 8 GiB of holes (that took
+    // 37 s; a job that only starts and ends takes a second or two, more on a loaded machine).
     let took = submitted.elapsed();
-    assert!(took < Duration::from_secs(10), "the job took {took:?}");
+    assert!(took < Duration::from_secs(25), "the job took {took:?}");
     assert_eq!(v["state"], "failed", "{v}");
     let record = job_record(&server, &job);
     let error = record.error.clone().unwrap_or_default();

@@ -134,6 +134,28 @@ impl Kabuto {
         (r.status().as_u16(), json_of(r).await)
     }
 
+    /// Waits (30 s at most) until the pipeline has left the run queue: its last job's end is
+    /// recorded a moment before the runner lets the pipeline go, and until then a submit or a
+    /// change is refused as busy.
+    pub async fn wait_idle(&self, pipeline: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self
+                .c
+                .get(self.url(&format!("/v1/pipelines/{pipeline}")))
+                .send()
+                .await
+                .expect("GET /v1/pipelines");
+            assert_eq!(r.status(), 200);
+            let v = json_of(r).await;
+            if v["queued"] == false {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still queued: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn job_info(&self, pipeline: &str, job: &str) -> Value {
         let (status, v) = self.get(&format!("/pipeline/{pipeline}/job/{job}")).await;
         assert_eq!(status, 200, "{v}");
