@@ -700,19 +700,31 @@ impl Runtime {
         }
         let runtime = self.clone();
         self.supervisor.tasks().spawn_to_end(async move {
-            tokio::select! {
-                _ = runtime.supervisor.tasks().cancelled() => {}
-                _ = runtime.supervise(instance, &token) => {}
-            }
+            let measure = tokio::select! {
+                _ = runtime.supervisor.tasks().cancelled() => None,
+                measure = runtime.supervise(instance, &token) => measure,
+            };
             runtime.lock().remove(&instance);
             runtime.ended.notify_waiters();
             runtime.supervisor.hub().notify(instance);
+            // After the supervision is over, so that a restart waiting for it is not held up
+            // by the measurement (and does not find the instance still supervised).
+            if let Some(servable) = measure {
+                tokio::select! {
+                    _ = runtime.supervisor.tasks().cancelled() => {}
+                    measured = runtime.measure_volume(servable) => {
+                        if let Err(e) = measured {
+                            tracing::warn!(%servable, "measuring the daemon's volume: {e}");
+                        }
+                    }
+                }
+            }
         });
     }
 
     /// Follows one instance until it ends for good (restarting daemons and HTTP types that
-    /// fail).
-    async fn supervise(&self, id: Id, stop: &CancellationToken) {
+    /// fail). Returns the servable whose volume to measure now, for a daemon that ended.
+    async fn supervise(&self, id: Id, stop: &CancellationToken) -> Option<Id> {
         let mut backoff = Duration::from_secs(1);
         let max_backoff = Duration::from_secs(self.config.restart_backoff_max_secs.max(1));
         loop {
@@ -721,7 +733,7 @@ impl Runtime {
                 .wait_for_engine("servable supervision")
                 .await;
             let Ok(Some(instance)) = get_instance(&self.store, id) else {
-                return;
+                return None;
             };
             let name = container_name(id);
             let logs = self.supervisor.follow_logs::<Instance>(
@@ -741,7 +753,7 @@ impl Runtime {
             };
             let _ = logs.await;
             let Ok(Some(instance)) = get_instance(&self.store, id) else {
-                return;
+                return None;
             };
             let restart = code.is_some_and(|c| c != 0)
                 && !instance.stopping
@@ -782,10 +794,7 @@ impl Runtime {
                 if let Ok(Some(i)) = ended {
                     self.revoke_key(i.api_key);
                 }
-                if instance.kind == ServableType::Daemon {
-                    let _ = self.measure_volume(instance.servable).await;
-                }
-                return;
+                return (instance.kind == ServableType::Daemon).then_some(instance.servable);
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -794,7 +803,7 @@ impl Runtime {
                         i.state = InstanceState::Stopped;
                         i.error = None;
                     });
-                    return;
+                    return None;
                 }
             }
             backoff = (backoff * 2).min(max_backoff);
@@ -802,7 +811,7 @@ impl Runtime {
                 tracing::warn!(instance = %id, "cannot restart: {e}");
                 let why = format!("cannot restart: {e}");
                 let _ = update_instance(&self.store, id, |i| i.error = Some(why));
-                return;
+                return None;
             }
             let servable = instance.servable;
             let ip = self
