@@ -235,7 +235,8 @@ impl Networks {
     }
 
     /// Removes the networks of this installation's servables that `keep` refuses (what a crash
-    /// left of deleted servables).
+    /// left of deleted servables). One that cannot be removed does not keep the others: each
+    /// is tried, and the first failure is returned after the last.
     pub async fn remove_orphans(&self, docker: &Docker, keep: impl Fn(Id) -> bool) -> Result<()> {
         let filters: HashMap<String, Vec<String>> = [(
             "label".to_owned(),
@@ -252,6 +253,7 @@ impl Networks {
             .list_networks(Some(options))
             .await
             .map_err(|e| engine_error("listing networks", e))?;
+        let mut first_failure = None;
         for n in networks {
             let servable = n
                 .labels
@@ -262,10 +264,13 @@ impl Networks {
                 && !keep(servable)
             {
                 tracing::info!(%servable, "removing the network of a servable that is gone");
-                self.remove(docker, servable).await?;
+                if let Err(e) = self.remove(docker, servable).await {
+                    tracing::warn!(%servable, "cannot remove the network: {e}");
+                    first_failure.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first_failure.map_or(Ok(()), Err)
     }
 }
 

@@ -118,3 +118,83 @@ async fn the_base_image_runs_a_shell() {
         .unwrap();
     assert_eq!(text.trim(), "hello from Linux");
 }
+
+/// After a crash, the networks of servables that are gone are removed; one the engine refuses
+/// to remove (a container still on it) does not keep the others.
+#[tokio::test]
+async fn orphan_networks_are_each_tried_and_a_refused_one_is_reported() {
+    use dtaas::core::id::Id;
+    use dtaas::engine::networks::{Networks, network_name};
+    let image = base_image().await;
+    let installation = Id::new();
+    let _cleanup = EngineCleanup(installation.to_string());
+    let networks = Networks::new(
+        std::sync::Arc::new(engine()),
+        installation,
+        "10.213.0.0/16",
+        28,
+    )
+    .unwrap();
+    let docker = engine().client().await.unwrap();
+    let (busy, free, kept) = (Id::new(), Id::new(), Id::new());
+    for servable in [busy, free, kept] {
+        networks.ensure(servable).await.unwrap();
+    }
+    // A container on `busy`'s network: the engine refuses to remove that network.
+    let name = unique("dtaas-test-on-net-");
+    let config = bollard::models::ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        labels: Some([("dtaas.installation".to_owned(), installation.to_string())].into()),
+        host_config: Some(bollard::models::HostConfig {
+            network_mode: Some(network_name(busy)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            config,
+        )
+        .await
+        .unwrap();
+    docker
+        .start_container(
+            &name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+
+    let result = networks.remove_orphans(&docker, |s| s == kept).await;
+    assert!(result.is_err(), "the refused removal is reported");
+    let exists = |servable: Id| {
+        let docker = docker.clone();
+        async move {
+            docker
+                .inspect_network(
+                    &network_name(servable),
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .is_ok()
+        }
+    };
+    assert!(exists(busy).await, "a network in use stays");
+    assert!(
+        !exists(free).await,
+        "the other orphan is removed all the same"
+    );
+    assert!(exists(kept).await, "what is kept stays");
+
+    docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await
+        .unwrap();
+    networks.remove_orphans(&docker, |_| false).await.unwrap();
+    assert!(!exists(busy).await && !exists(kept).await);
+}
