@@ -53,6 +53,16 @@ def segment(value: str) -> str:
     return quote(str(value), safe="")
 
 
+def id_of(thing: Union[str, Any]) -> str:
+    """The id of an SDK object, or the string given."""
+    if isinstance(thing, str):
+        return thing
+    ident = getattr(thing, "id", None)
+    if not isinstance(ident, str):
+        raise TypeError(f"an id or an object with an id is expected, not {type(thing).__name__}")
+    return ident
+
+
 class _Bearer(AuthBase):
     """``Authorization: Bearer <key>``, the key asked for on every request."""
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Union
 
-from .client import Client, resolve, segment
+from .client import Client, id_of, resolve, segment
 from .errors import UnexpectedResponse
-from .instance import id_of
 
 
 class Trust:
