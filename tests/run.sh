@@ -25,8 +25,8 @@ PACKAGES+=(chromium chromium-driver)
 # and mmdebstrap (above) makes the Python base image (examples/python-base/build.sh).
 PACKAGES+=(python3-pytest)
 # The OpenID Connect tests (tests/integration/oidc.rs): PyJWT verifies ID tokens against the
-# JWKS (ES256 needs python3-cryptography).
-PACKAGES+=(python3-jwt python3-cryptography)
+# JWKS (ES256 needs python3-cryptography); a relying party built on Authlib goes through the flow.
+PACKAGES+=(python3-jwt python3-cryptography python3-authlib)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | a code is good once, for 60 s, for its client, redirect URI and PKCE verifier | [`redeem_code`] |
 //! | a refresh token is good once; a second use revokes its whole family | [`rotate_refresh`] |
-//! | the newest key signs; a retired key's public half is served while its tokens live | [`sign`], [`public_keys`] |
+//! | a key signs for 30 days; its successor is in the JWKS 2 days before it signs; a retired key's public half is served while its tokens live | [`plan_keys`], [`sign`], [`public_keys`] |
 
 use crate::core::clock::{self, Timestamp};
 use crate::core::error::{Error, Result};
@@ -28,8 +28,10 @@ pub const CODE_SECS: i64 = 60;
 pub const TOKEN_SECS: i64 = 600;
 /// How long a refresh token is good for.
 pub const REFRESH_SECS: i64 = 30 * 24 * 3600;
-/// A signing key older than this is replaced when it would next sign.
+/// How long a key signs before its successor takes over.
 pub const KEY_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
+/// How long before it signs a successor key is served in the JWKS.
+pub const KEY_PUBLISHED_AHEAD_SECS: i64 = 2 * 24 * 3600;
 
 /// Key id -> `SigningKey`.
 const KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("oidc_keys");
@@ -79,8 +81,17 @@ struct SigningKey {
     /// The public point, uncompressed (0x04 || x || y).
     public: Vec<u8>,
     created: Timestamp,
+    /// When it starts signing, for a key published ahead of its use; `None`: at `created`.
+    #[serde(default)]
+    signs_from: Option<Timestamp>,
     /// When a newer key took over signing.
     retired: Option<Timestamp>,
+}
+
+impl SigningKey {
+    fn signs_from(&self) -> Timestamp {
+        self.signs_from.unwrap_or(self.created)
+    }
 }
 
 /// A public key of the JWKS.
@@ -110,8 +121,7 @@ fn seconds(secs: i64) -> chrono::Duration {
     chrono::Duration::seconds(secs)
 }
 
-fn keys(txn: &WriteTransaction) -> Result<Vec<(u128, SigningKey)>> {
-    let table = txn.open_table(KEYS)?;
+fn keys_in<T: ReadableTable<u128, &'static [u8]>>(table: &T) -> Result<Vec<(u128, SigningKey)>> {
     let mut out = Vec::new();
     for entry in table.iter()? {
         let (k, v) = entry?;
@@ -120,7 +130,61 @@ fn keys(txn: &WriteTransaction) -> Result<Vec<(u128, SigningKey)>> {
     Ok(out)
 }
 
-fn rotate_in(txn: &WriteTransaction, now: Timestamp) -> Result<(String, Vec<u8>)> {
+/// The key that signs at `now`: of those not retired and already signing, the one that
+/// started last.
+fn signer(keys: &[(u128, SigningKey)], now: Timestamp) -> Option<&(u128, SigningKey)> {
+    keys.iter()
+        .filter(|(_, k)| k.retired.is_none() && k.signs_from() <= now)
+        .max_by_key(|(id, k)| (k.signs_from(), *id))
+}
+
+/// What keeping the keys asks at `now` (see [`plan_keys`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct KeyPlan {
+    /// Keys a newer one took over from, with when it did.
+    retire: Vec<(u128, Timestamp)>,
+    /// Retired keys whose tokens have all expired.
+    remove: Vec<u128>,
+    /// A key to make, and when it starts signing (`None`: at once).
+    create: Option<Option<Timestamp>>,
+}
+
+impl KeyPlan {
+    fn is_empty(&self) -> bool {
+        *self == KeyPlan::default()
+    }
+}
+
+/// The rotation schedule. A key signs for [`KEY_MAX_AGE_SECS`]; its successor is made
+/// [`KEY_PUBLISHED_AHEAD_SECS`] before that and served in the JWKS from then on, so relying
+/// parties that cache the JWKS know it before it signs. When the successor starts signing the
+/// key is retired, and it is served until the tokens it signed have expired.
+fn plan_keys(keys: &[(u128, SigningKey)], now: Timestamp) -> KeyPlan {
+    let mut plan = KeyPlan::default();
+    let Some((current_id, current)) = signer(keys, now) else {
+        plan.create = Some(None);
+        return plan;
+    };
+    let took_over = current.signs_from();
+    for (id, k) in keys {
+        match k.retired {
+            None if id != current_id && k.signs_from() <= now => plan.retire.push((*id, took_over)),
+            Some(at) if clock::later(at, seconds(TOKEN_SECS)) < now => plan.remove.push(*id),
+            _ => {}
+        }
+    }
+    let successor = keys
+        .iter()
+        .any(|(_, k)| k.retired.is_none() && k.signs_from() > now);
+    let ends = clock::later(took_over, seconds(KEY_MAX_AGE_SECS));
+    if !successor && clock::later(now, seconds(KEY_PUBLISHED_AHEAD_SECS)) >= ends {
+        let ahead = clock::later(now, seconds(KEY_PUBLISHED_AHEAD_SECS));
+        plan.create = Some(Some(ends.max(ahead)));
+    }
+    plan
+}
+
+fn new_key(now: Timestamp, signs_from: Option<Timestamp>) -> Result<(u128, SigningKey)> {
     let rng = SystemRandom::new();
     let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng)
@@ -133,51 +197,70 @@ fn rotate_in(txn: &WriteTransaction, now: Timestamp) -> Result<(String, Vec<u8>)
         pkcs8: pkcs8.as_ref().to_vec(),
         public: pair.public_key().as_ref().to_vec(),
         created: now,
+        signs_from,
         retired: None,
     };
-    let existing = keys(txn)?;
-    let mut table = txn.open_table(KEYS)?;
-    for (k, mut old) in existing {
-        match old.retired {
-            None => {
-                old.retired = Some(now);
-                table.insert(k, encode(&old)?.as_slice())?;
-            }
-            // Every token it signed has expired.
-            Some(at) if clock::later(at, seconds(TOKEN_SECS)) < now => {
-                table.remove(k)?;
-            }
-            Some(_) => {}
-        }
-    }
-    table.insert(id.0, encode(&key)?.as_slice())?;
-    Ok((key.kid, key.pkcs8))
+    Ok((id.0, key))
 }
 
-/// Makes a new signing key; the one that signed until now is retired (still served in the
-/// JWKS until the tokens it signed expire). Returns the new key's id.
+/// Carries out the rotation schedule ([`plan_keys`]) in `txn`; answers the signing key's id
+/// and private key.
+fn keep_keys(txn: &WriteTransaction, now: Timestamp) -> Result<(String, Vec<u8>)> {
+    let mut table = txn.open_table(KEYS)?;
+    let mut keys = keys_in(&table)?;
+    let plan = plan_keys(&keys, now);
+    for (id, at) in &plan.retire {
+        if let Some((_, k)) = keys.iter_mut().find(|(k, _)| k == id) {
+            k.retired = Some(*at);
+            table.insert(*id, encode(k)?.as_slice())?;
+        }
+    }
+    for id in &plan.remove {
+        table.remove(*id)?;
+    }
+    if let Some(signs_from) = plan.create {
+        let (id, key) = new_key(now, signs_from)?;
+        table.insert(id, encode(&key)?.as_slice())?;
+        keys.push((id, key));
+    }
+    signer(&keys, now)
+        .map(|(_, k)| (k.kid.clone(), k.pkcs8.clone()))
+        .ok_or_else(|| Error::internal("no signing key after keeping the keys"))
+}
+
+/// Replaces the signing key at once (an administrator's rotation, e.g. after a leak): a new key
+/// signs from now on, without being published ahead; the one that signed until now is
+/// retired (still served until the tokens it signed expire), a successor published ahead and
+/// not yet signing is dropped. Returns the new key's id.
 pub fn rotate_key(store: &Store, now: Timestamp) -> Result<String> {
     let txn = store.write()?;
-    let (kid, _) = rotate_in(&txn, now)?;
+    let kid = {
+        let mut table = txn.open_table(KEYS)?;
+        for (id, mut k) in keys_in(&table)? {
+            match k.retired {
+                None if k.signs_from() > now => {
+                    table.remove(id)?;
+                }
+                None => {
+                    k.retired = Some(now);
+                    table.insert(id, encode(&k)?.as_slice())?;
+                }
+                Some(_) => {}
+            }
+        }
+        let (id, key) = new_key(now, None)?;
+        table.insert(id, encode(&key)?.as_slice())?;
+        key.kid
+    };
     txn.commit()?;
     Ok(kid)
 }
 
-/// Signs `claims` as a compact JWS (ES256) with the current key, made first when there is none
-/// or when it is older than [`KEY_MAX_AGE_SECS`].
+/// Signs `claims` as a compact JWS (ES256) with the key that signs now, after keeping the
+/// rotation schedule (the first key is made here or by [`public_keys`]).
 pub fn sign(store: &Store, claims: &Value, now: Timestamp) -> Result<String> {
     let txn = store.write()?;
-    let current = keys(&txn)?
-        .into_iter()
-        .filter(|(_, k)| k.retired.is_none())
-        .max_by_key(|(id, _)| *id)
-        .map(|(_, k)| (k.kid, k.pkcs8, k.created));
-    let (kid, pkcs8) = match current {
-        Some((kid, pkcs8, created)) if clock::later(created, seconds(KEY_MAX_AGE_SECS)) > now => {
-            (kid, pkcs8)
-        }
-        _ => rotate_in(&txn, now)?,
-    };
+    let (kid, pkcs8) = keep_keys(&txn, now)?;
     txn.commit()?;
     let rng = SystemRandom::new();
     let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &rng)
@@ -194,26 +277,34 @@ pub fn sign(store: &Store, claims: &Value, now: Timestamp) -> Result<String> {
     Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
 }
 
-/// The public keys of the JWKS: the current one and those retired less than a token's
-/// lifetime ago.
+/// The public keys of the JWKS: the one that signs, its successor when published ahead, and
+/// those retired less than a token's lifetime ago. The rotation schedule is kept first, so the
+/// JWKS never lacks the key that signs next (a relying party may fetch it before any sign-in).
 pub fn public_keys(store: &Store, now: Timestamp) -> Result<Vec<PublicKey>> {
-    let txn = store.read()?;
-    let table = txn.open_table(KEYS)?;
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (_, v) = entry?;
-        let key: SigningKey = decode(v.value())?;
-        let live = key
-            .retired
-            .is_none_or(|at| clock::later(at, seconds(TOKEN_SECS)) >= now);
-        if live {
-            out.push(PublicKey {
-                kid: key.kid,
-                point: key.public,
-            });
-        }
-    }
-    Ok(out)
+    let keys = {
+        let txn = store.read()?;
+        keys_in(&txn.open_table(KEYS)?)?
+    };
+    let keys = if plan_keys(&keys, now).is_empty() {
+        keys
+    } else {
+        let txn = store.write()?;
+        keep_keys(&txn, now)?;
+        let keys = keys_in(&txn.open_table(KEYS)?)?;
+        txn.commit()?;
+        keys
+    };
+    Ok(keys
+        .into_iter()
+        .filter(|(_, k)| {
+            k.retired
+                .is_none_or(|at| clock::later(at, seconds(TOKEN_SECS)) >= now)
+        })
+        .map(|(_, k)| PublicKey {
+            kid: k.kid,
+            point: k.public,
+        })
+        .collect())
 }
 
 /// The claims of a token this provider signed with a key it still serves (expiry is the
@@ -719,16 +810,6 @@ mod tests {
             .collect();
         assert_eq!(kids, vec![new_kid.clone()]);
         assert!(verify(&store, &old, later).unwrap().is_none());
-        // A key too old is replaced when it next signs.
-        let much_later = now + chrono::Duration::seconds(KEY_MAX_AGE_SECS + 1);
-        sign(&store, &claims, much_later).unwrap();
-        let kids: Vec<String> = public_keys(&store, much_later)
-            .unwrap()
-            .into_iter()
-            .map(|k| k.kid)
-            .collect();
-        assert_eq!(kids.len(), 2);
-        assert!(kids.contains(&new_kid) && !kids.contains(&old_kid));
         let jwk = public_keys(&store, now).unwrap()[0].jwk();
         assert_eq!(
             URL_SAFE_NO_PAD
@@ -744,6 +825,94 @@ mod tests {
                 .len(),
             32
         );
+    }
+
+    fn kids(store: &Store, at: Timestamp) -> Vec<String> {
+        let mut kids: Vec<String> = public_keys(store, at)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        kids.sort();
+        kids
+    }
+
+    fn kid_of(token: &str) -> String {
+        let header = token.split('.').next().unwrap();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn the_jwks_holds_each_key_before_it_signs() {
+        let (_d, store) = store();
+        let t0 = chrono::Utc::now();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let claims = serde_json::json!({"sub": "u"});
+        // A relying party may fetch the JWKS before anyone signs in: the first key is there,
+        // and it signs the first token.
+        let first = kids(&store, t0);
+        assert_eq!(first.len(), 1);
+        assert_eq!(kid_of(&sign(&store, &claims, at(1)).unwrap()), first[0]);
+
+        // Until its successor is due, the JWKS holds the one key.
+        let before = KEY_MAX_AGE_SECS - KEY_PUBLISHED_AHEAD_SECS - 1;
+        assert_eq!(kids(&store, at(before)), first);
+        // Then the successor is published while the first key still signs.
+        let published = kids(&store, at(before + 2));
+        assert_eq!(published.len(), 2);
+        let next = published.iter().find(|k| **k != first[0]).unwrap().clone();
+        assert_eq!(
+            kid_of(&sign(&store, &claims, at(before + 3)).unwrap()),
+            first[0]
+        );
+        // The successor signs once it has been published for the whole lead (here a second
+        // past the first key's 30 days, as it was published a second late); the first key is
+        // served while the tokens it signed live.
+        let switch = before + 2 + KEY_PUBLISHED_AHEAD_SECS;
+        assert!(switch >= KEY_MAX_AGE_SECS);
+        let late = sign(&store, &claims, at(switch - 1)).unwrap();
+        assert_eq!(kid_of(&late), first[0]);
+        let switched = sign(&store, &claims, at(switch)).unwrap();
+        assert_eq!(kid_of(&switched), next);
+        assert_eq!(kids(&store, at(switch)), published);
+        assert!(verify(&store, &late, at(switch)).unwrap().is_some());
+        assert_eq!(
+            kids(&store, at(switch + TOKEN_SECS + 1)),
+            vec![next.clone()]
+        );
+
+        // A server that was off past a key's end still publishes the successor ahead of use.
+        let long_after = 3 * KEY_MAX_AGE_SECS;
+        let token = sign(&store, &claims, at(long_after)).unwrap();
+        assert_eq!(kid_of(&token), next, "no unpublished key signs");
+        let third = kids(&store, at(long_after));
+        assert_eq!(third.len(), 2);
+        let third = third.into_iter().find(|k| *k != next).unwrap();
+        let due = long_after + KEY_PUBLISHED_AHEAD_SECS;
+        assert_eq!(kid_of(&sign(&store, &claims, at(due - 1)).unwrap()), next);
+        assert_eq!(kid_of(&sign(&store, &claims, at(due)).unwrap()), third);
+    }
+
+    #[test]
+    fn an_administrators_rotation_signs_at_once_and_drops_an_unused_successor() {
+        let (_d, store) = store();
+        let t0 = chrono::Utc::now();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let claims = serde_json::json!({"sub": "u"});
+        let first = kids(&store, t0)[0].clone();
+        let ahead = KEY_MAX_AGE_SECS - KEY_PUBLISHED_AHEAD_SECS + 1;
+        let published = kids(&store, at(ahead));
+        assert_eq!(published.len(), 2);
+        let rotated = rotate_key(&store, at(ahead + 1)).unwrap();
+        assert_eq!(
+            kid_of(&sign(&store, &claims, at(ahead + 2)).unwrap()),
+            rotated
+        );
+        let mut expected = vec![first, rotated];
+        expected.sort();
+        assert_eq!(kids(&store, at(ahead + 2)), expected);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The OpenID Connect provider (issue 16) against a real server and a running app: the code
 //! flow with PKCE driven by hand as a relying party would, the ID token's signature checked by
-//! PyJWT (Debian's python3-jwt) against the JWKS, and every refusal the flow owes.
+//! PyJWT (Debian's python3-jwt) against the JWKS, and every refusal the flow owes; a relying
+//! party built on Authlib (Debian's python3-authlib, `oidc_rp.py`) through the whole flow.
 
 use crate::harness::*;
 use base64::Engine as _;
@@ -136,17 +137,12 @@ async fn token(server: &TestServer, auth: (&str, &str), form: &[(&str, &str)]) -
     (r.status().as_u16(), json_of(r).await)
 }
 
-#[tokio::test]
-async fn an_app_signs_its_users_in_with_the_code_flow() {
-    let server = TestServer::start().await;
-    let (api, login) = v1_user(&server, "oidc").await;
-    let (_, me) = api.get("/me").await;
-    let user_id = me["id"].as_str().unwrap().to_owned();
-
-    // An app with the proxy's access control off.
+/// An app (busybox httpd) with the proxy's access control off, running: its id and its
+/// instance's.
+async fn running_app(server: &TestServer, api: &V1, login: &str) -> (String, String) {
     let name = "oidc-rp".to_owned();
     let dir = dockerfile_dir("CMD [\"httpd\", \"-f\", \"-p\", \"8080\"]");
-    push_image(&server, &login, Some(dir.path()), &name, "1").await;
+    push_image(server, login, Some(dir.path()), &name, "1").await;
     let manifest = json!({ &name: {"name": &name, "tag": "1", "type": "app"} });
     let (status, body) = api.post("/prototypes", manifest).await;
     assert_eq!(status, 201, "{body}");
@@ -163,7 +159,19 @@ async fn an_app_signs_its_users_in_with_the_code_flow() {
         .await;
     assert_eq!(status, 201, "{run}");
     let instance = run["id"].as_str().unwrap().to_owned();
-    wait_instance(&api, &instance, 60, |i| i["state"] == "running").await;
+    wait_instance(api, &instance, 60, |i| i["state"] == "running").await;
+    (app_id, instance)
+}
+
+#[tokio::test]
+async fn an_app_signs_its_users_in_with_the_code_flow() {
+    let server = TestServer::start().await;
+    let (api, login) = v1_user(&server, "oidc").await;
+    let (_, me) = api.get("/me").await;
+    let user_id = me["id"].as_str().unwrap().to_owned();
+
+    // An app with the proxy's access control off.
+    let (app_id, instance) = running_app(&server, &api, &login).await;
 
     // The client secret is mounted next to the API key; the issuer is in the environment.
     let secrets = server
@@ -574,6 +582,61 @@ async fn an_app_signs_its_users_in_with_the_code_flow() {
 
 /// `examples/oidc-app` on the Python base image: a user of the appliance opens it, signs in
 /// through the provider, allows it, and is greeted by login.
+/// A relying party built on a real OpenID Connect library (Authlib, Debian's python3-authlib)
+/// completes the flow: `tests/integration/oidc_rp.py`.
+#[tokio::test]
+async fn authlib_as_the_relying_party_signs_a_user_in() {
+    let server = TestServer::start().await;
+    let (api, login) = v1_user(&server, "authlib").await;
+    let (_, me) = api.get("/me").await;
+    let (app_id, _) = running_app(&server, &api, &login).await;
+    let secret = std::fs::read_to_string(
+        server
+            .data_dir()
+            .join("servables")
+            .join(&app_id)
+            .join("secrets")
+            .join("oidc-client-secret"),
+    )
+    .unwrap();
+    let issuer = server.url("").trim_end_matches('/').to_owned();
+    let redirect = format!("{issuer}/apps/{app_id}/callback");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/oidc_rp.py");
+    let out = tokio::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args([&issuer, &app_id, secret.trim(), &redirect, &login, PASSWORD])
+        // The appliance answers on plain HTTP on loopback here.
+        .env("AUTHLIB_INSECURE_TRANSPORT", "1")
+        .output()
+        .await
+        .expect("/usr/bin/python3 (with python3-authlib)");
+    assert!(
+        out.status.success(),
+        "the relying party failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let claims = &seen["claims"];
+    assert_eq!(claims["sub"], me["id"], "{seen}");
+    assert_eq!(claims["aud"], app_id.as_str());
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["preferred_username"], login.as_str());
+    assert!(
+        claims["dtaas_capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("REQUEST")),
+        "{seen}"
+    );
+    assert_eq!(seen["userinfo"]["sub"], me["id"]);
+    assert_eq!(seen["userinfo"]["preferred_username"], login.as_str());
+    assert_eq!(seen["refresh_rotated"], true);
+    assert_eq!(seen["refreshed_userinfo"], 200);
+    assert_eq!(seen["old_refresh_token"], "invalid_grant");
+    assert_eq!(seen["new_refresh_token_after_reuse"], "invalid_grant");
+}
+
 #[tokio::test]
 async fn the_oidc_example_greets_its_user_by_login() {
     let server = TestServer::start().await;
