@@ -377,6 +377,30 @@ pub fn give_consent(store: &Store, user: Id, client: Id) -> Result<()> {
     Ok(())
 }
 
+/// Forgets a client (a servable being deleted): its secret, the consents given to it, and its
+/// outstanding codes, access and refresh tokens. The token tables are read whole; deletions
+/// are rare and the tables hold live grants only (expired ones are pruned as new are made).
+pub fn forget_client(store: &Store, client: Id) -> Result<()> {
+    let txn = store.write()?;
+    txn.open_table(CLIENT_SECRETS)?.remove(client.0)?;
+    {
+        let mut consents = txn.open_table(CONSENTS)?;
+        let given: Vec<(u128, u128)> = consents
+            .iter()?
+            .filter_map(|e| e.ok().map(|(k, _)| k.value()))
+            .filter(|(_, c)| *c == client.0)
+            .collect();
+        for key in given {
+            consents.remove(key)?;
+        }
+    }
+    remove_where(&txn, CODES, |g: &CodeGrant| g.client == client)?;
+    remove_where(&txn, ACCESS, |g: &TokenGrant| g.client == client)?;
+    remove_where(&txn, REFRESH, |r: &Refresh| r.grant.client == client)?;
+    txn.commit()?;
+    Ok(())
+}
+
 // ---- authorization codes ----
 
 /// What a code stands for.
@@ -466,11 +490,20 @@ fn prune<T: serde::de::DeserializeOwned>(
     expires: impl Fn(&T) -> Timestamp,
     now: Timestamp,
 ) -> Result<()> {
+    remove_where(txn, table, |record: &T| expires(record) < now)
+}
+
+/// Removes the records of `table` that `doomed` picks.
+fn remove_where<T: serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&[u8; 32], &[u8]>,
+    doomed: impl Fn(&T) -> bool,
+) -> Result<()> {
     let mut table = txn.open_table(table)?;
     let mut stale = Vec::new();
     for entry in table.iter()? {
         let (k, v) = entry?;
-        if expires(&decode::<T>(v.value())?) < now {
+        if doomed(&decode::<T>(v.value())?) {
             stale.push(*k.value());
         }
     }
@@ -762,6 +795,47 @@ mod tests {
         assert!(!client_secret_matches(&store, client, &a).unwrap());
         assert!(client_secret_matches(&store, client, &b).unwrap());
         assert!(!client_secret_matches(&store, Id::new(), &b).unwrap());
+    }
+
+    #[test]
+    fn a_forgotten_client_leaves_no_secret_consent_code_or_token() {
+        let (_d, store) = store();
+        let now = chrono::Utc::now();
+        let (gone, kept, user) = (Id::new(), Id::new(), Id::new());
+        let mut held = Vec::new();
+        for client in [gone, kept] {
+            let secret = new_client_secret(&store, client).unwrap();
+            give_consent(&store, user, client).unwrap();
+            let code = issue_code(&store, grant(client, VERIFIER), now).unwrap();
+            let access = issue_access(&store, user, client, now).unwrap();
+            let refresh = issue_refresh(&store, user, client, now).unwrap();
+            held.push((client, secret, code, access, refresh));
+        }
+        forget_client(&store, gone).unwrap();
+        for (client, secret, code, access, refresh) in held {
+            let live = client == kept;
+            assert_eq!(
+                client_secret_matches(&store, client, &secret).unwrap(),
+                live
+            );
+            assert_eq!(has_consent(&store, user, client).unwrap(), live);
+            assert_eq!(access_grant(&store, &access, now).unwrap().is_some(), live);
+            assert_eq!(
+                rotate_refresh(&store, &refresh, client, now)
+                    .unwrap()
+                    .is_ok(),
+                live
+            );
+            let redeemed = redeem_code(
+                &store,
+                &code,
+                client,
+                "http://x.localhost/cb",
+                VERIFIER,
+                now,
+            );
+            assert_eq!(redeemed.unwrap().is_ok(), live);
+        }
     }
 
     #[test]

@@ -942,7 +942,11 @@ impl Runtime {
         }
         self.networks.remove(&docker, id).await?;
         let store = self.store.clone();
-        blocking(move || servables::forget_servable(&store, id)).await?;
+        blocking(move || {
+            oidc::forget_client(&store, id)?;
+            servables::forget_servable(&store, id)
+        })
+        .await?;
         self.servable_locks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

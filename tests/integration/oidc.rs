@@ -578,6 +578,17 @@ async fn an_app_signs_its_users_in_with_the_code_flow() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+
+    // The app deleted: its secret and the consents given to it go with it.
+    let (app, user) = (
+        dtaas::core::id::Id::parse(&app_id).unwrap(),
+        dtaas::core::id::Id::parse(&user_id).unwrap(),
+    );
+    use dtaas::domains::oidc;
+    assert!(oidc::has_consent(&server.app.store, user, app).unwrap());
+    assert_eq!(api.delete(&format!("/servables/{app_id}")).await.0, 204);
+    assert!(!oidc::has_consent(&server.app.store, user, app).unwrap());
+    assert!(!oidc::client_secret_matches(&server.app.store, app, secret.trim()).unwrap());
 }
 
 /// `examples/oidc-app` on the Python base image: a user of the appliance opens it, signs in
