@@ -412,6 +412,9 @@ pub struct CodeGrant {
     /// The PKCE S256 challenge.
     pub challenge: String,
     pub nonce: Option<String>,
+    /// When the user signed in (the ID token's `auth_time`).
+    #[serde(default)]
+    pub auth_time: Option<Timestamp>,
     pub expires: Timestamp,
 }
 
@@ -528,6 +531,16 @@ struct Refresh {
     grant: TokenGrant,
     family: Id,
     used: bool,
+    /// When the user signed in for the code that began the family.
+    #[serde(default)]
+    auth_time: Option<Timestamp>,
+}
+
+/// What a refresh token was good for: its grant and the sign-in behind the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshed {
+    pub grant: TokenGrant,
+    pub auth_time: Option<Timestamp>,
 }
 
 /// Issues an access token (opaque, [`TOKEN_SECS`]).
@@ -562,6 +575,7 @@ fn insert_refresh(
     user: Id,
     client: Id,
     family: Id,
+    auth_time: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<String> {
     let token = random_token();
@@ -573,17 +587,24 @@ fn insert_refresh(
         },
         family,
         used: false,
+        auth_time,
     };
     txn.open_table(REFRESH)?
         .insert(&secret_hash(&token), encode(&record)?.as_slice())?;
     Ok(token)
 }
 
-/// Issues the first refresh token of a new family.
-pub fn issue_refresh(store: &Store, user: Id, client: Id, now: Timestamp) -> Result<String> {
+/// Issues the first refresh token of a new family, for a user who signed in at `auth_time`.
+pub fn issue_refresh(
+    store: &Store,
+    user: Id,
+    client: Id,
+    auth_time: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<String> {
     let txn = store.write()?;
     prune(&txn, REFRESH, |r: &Refresh| r.grant.expires, now)?;
-    let token = insert_refresh(&txn, user, client, Id::new(), now)?;
+    let token = insert_refresh(&txn, user, client, Id::new(), auth_time, now)?;
     txn.commit()?;
     Ok(token)
 }
@@ -595,7 +616,7 @@ pub fn rotate_refresh(
     token: &str,
     client: Id,
     now: Timestamp,
-) -> Result<Result<(TokenGrant, String), &'static str>> {
+) -> Result<Result<(Refreshed, String), &'static str>> {
     let txn = store.write()?;
     let key = secret_hash(token);
     let record: Option<Refresh> = {
@@ -633,10 +654,14 @@ pub fn rotate_refresh(
     record.used = true;
     txn.open_table(REFRESH)?
         .insert(&key, encode(&record)?.as_slice())?;
-    let (user, family) = (record.grant.user, record.family);
-    let new = insert_refresh(&txn, user, client, family, now)?;
+    let (user, family, auth_time) = (record.grant.user, record.family, record.auth_time);
+    let new = insert_refresh(&txn, user, client, family, auth_time, now)?;
     txn.commit()?;
-    Ok(Ok((record.grant, new)))
+    let refreshed = Refreshed {
+        grant: record.grant,
+        auth_time,
+    };
+    Ok(Ok((refreshed, new)))
 }
 
 #[cfg(test)]
@@ -656,6 +681,7 @@ mod tests {
             redirect_uri: "http://x.localhost/cb".into(),
             challenge: s256(verifier),
             nonce: Some("n".into()),
+            auth_time: None,
             expires: chrono::Utc::now(),
         }
     }
@@ -718,7 +744,8 @@ mod tests {
         let (_d, store) = store();
         let now = chrono::Utc::now();
         let (user, client) = (Id::new(), Id::new());
-        let first = issue_refresh(&store, user, client, now).unwrap();
+        let signed_in = now - chrono::Duration::seconds(30);
+        let first = issue_refresh(&store, user, client, Some(signed_in), now).unwrap();
         assert!(
             rotate_refresh(&store, &first, Id::new(), now)
                 .unwrap()
@@ -727,7 +754,8 @@ mod tests {
         let (g, second) = rotate_refresh(&store, &first, client, now)
             .unwrap()
             .unwrap();
-        assert_eq!((g.user, g.client), (user, client));
+        assert_eq!((g.grant.user, g.grant.client), (user, client));
+        assert_eq!(g.auth_time, Some(signed_in), "the family keeps its sign-in");
         let (_, third) = rotate_refresh(&store, &second, client, now)
             .unwrap()
             .unwrap();
@@ -747,14 +775,14 @@ mod tests {
                 .unwrap()
                 .is_err()
         );
-        let other = issue_refresh(&store, user, client, now).unwrap();
+        let other = issue_refresh(&store, user, client, None, now).unwrap();
         let late = now + chrono::Duration::seconds(REFRESH_SECS + 1);
         assert_eq!(
             rotate_refresh(&store, &other, client, late).unwrap().err(),
             Some("the refresh token has expired")
         );
         // Expired ones go when a new family starts.
-        issue_refresh(&store, user, client, late).unwrap();
+        issue_refresh(&store, user, client, None, late).unwrap();
         assert_eq!(
             rotate_refresh(&store, &other, client, late).unwrap().err(),
             Some("the refresh token is unknown")
@@ -808,7 +836,7 @@ mod tests {
             give_consent(&store, user, client).unwrap();
             let code = issue_code(&store, grant(client, VERIFIER), now).unwrap();
             let access = issue_access(&store, user, client, now).unwrap();
-            let refresh = issue_refresh(&store, user, client, now).unwrap();
+            let refresh = issue_refresh(&store, user, client, None, now).unwrap();
             held.push((client, secret, code, access, refresh));
         }
         forget_client(&store, gone).unwrap();

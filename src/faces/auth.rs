@@ -15,6 +15,7 @@
 //! Basic because `docker login` sends it). [`Auth`] is the extractor of the kabuto face and /v1.
 
 use super::state::App;
+use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::domains::accounts::{self, KEY_PREFIX};
@@ -134,6 +135,23 @@ pub fn is_session_cookie(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(SESSION_COOKIE.as_bytes())
 }
 
+/// The principal behind a session token, used in `scope`, and when its user signed in (the
+/// session's start: OpenID Connect's `auth_time`). The session branch of [`resolve`].
+pub fn resolve_session(app: &App, token: &str, scope: Scope) -> Result<(Principal, Timestamp)> {
+    let session = accounts::live_session(&app.store, token, &app.sessions, app.now())?;
+    match (session.scope, scope) {
+        (None, _) => {}
+        (Some(app_id), Scope::App(wanted)) if app_id == wanted => {}
+        (Some(_), _) => {
+            return Err(Error::unauthorized(
+                "this session was made on an app's page and is good for that app alone; log \
+                 in on the appliance",
+            ));
+        }
+    }
+    Ok((principal_of(app, session.user)?, session.created))
+}
+
 /// The principal behind a credential, used in `scope`. `addr` is the client's address
 /// (password logins are limited per address).
 pub async fn resolve(
@@ -144,20 +162,7 @@ pub async fn resolve(
 ) -> Result<Principal> {
     let now = app.now();
     match credential {
-        Credential::Session(token) => {
-            let session = accounts::live_session(&app.store, &token, &app.sessions, now)?;
-            match (session.scope, scope) {
-                (None, _) => {}
-                (Some(app_id), Scope::App(wanted)) if app_id == wanted => {}
-                (Some(_), _) => {
-                    return Err(Error::unauthorized(
-                        "this session was made on an app's page and is good for that app \
-                         alone; log in on the appliance",
-                    ));
-                }
-            }
-            principal_of(app, session.user)
-        }
+        Credential::Session(token) => resolve_session(app, &token, scope).map(|(p, _)| p),
         Credential::ApiKey(key) => {
             let principal = accounts::api_key_principal(&app.store, &key, now)?;
             principal_of(app, principal)

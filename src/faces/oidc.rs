@@ -87,9 +87,10 @@ async fn discovery(State(app): State<App>) -> Json<Value> {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
-            "iss", "sub", "aud", "exp", "iat", "nonce", "preferred_username", "name", "email",
-            "email_verified", "dtaas_capabilities"
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "preferred_username", "name",
+            "email", "email_verified", "dtaas_capabilities"
         ],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
     }))
 }
 
@@ -206,9 +207,52 @@ struct AuthRequest {
     state: Option<String>,
     nonce: Option<String>,
     challenge: String,
+    prompt: Prompt,
+    /// The longest time since the user signed in that the app accepts (`max_age`, seconds).
+    max_age: Option<i64>,
+    /// Set by the provider when it sent the user to sign in again for this request: a sign-in
+    /// at or after this time (unix milliseconds) satisfies `prompt=login` and `max_age`.
+    signed_in_after: Option<i64>,
     /// The parameters, for the consent form.
     fields: Vec<(&'static str, String)>,
 }
+
+/// What the request's `prompt` asks for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Prompt {
+    /// Nothing may be shown: an answer at once, or an error.
+    none: bool,
+    /// Sign in again (`login`; also `select_account`: one signs in as the other account).
+    login: bool,
+    /// Ask for consent even when it was given before.
+    consent: bool,
+}
+
+impl Prompt {
+    /// `prompt`'s space-separated values; `None` for one not understood or `none` with others.
+    fn parse(value: Option<&str>) -> Option<Prompt> {
+        let mut p = Prompt::default();
+        let mut count = 0;
+        for v in value.unwrap_or("").split(' ').filter(|v| !v.is_empty()) {
+            count += 1;
+            match v {
+                "none" => p.none = true,
+                "login" | "select_account" => p.login = true,
+                "consent" => p.consent = true,
+                _ => return None,
+            }
+        }
+        (!p.none || count == 1).then_some(p)
+    }
+
+    /// The value left once the user has signed in again (`consent` stays).
+    fn after_sign_in(self) -> Option<&'static str> {
+        self.consent.then_some("consent")
+    }
+}
+
+/// The provider's own parameter on the sign-in round trip (see [`AuthRequest`]).
+const SIGNED_IN_AFTER: &str = "dtaas_signed_in_after";
 
 /// Why a request is refused: a page (the redirect URI is not trusted), or a redirect to it.
 enum Refusal {
@@ -216,7 +260,7 @@ enum Refusal {
     Redirect(Response),
 }
 
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 11] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -225,6 +269,9 @@ const FIELDS: [&str; 8] = [
     "nonce",
     "code_challenge",
     "code_challenge_method",
+    "prompt",
+    "max_age",
+    SIGNED_IN_AFTER,
 ];
 
 fn check_request(
@@ -271,6 +318,25 @@ fn check_request(
     if nonce.as_ref().is_some_and(|n| n.len() > 512) {
         return refuse("invalid_request", "the nonce is too long");
     }
+    let Some(prompt) = Prompt::parse(get("prompt")) else {
+        return refuse(
+            "invalid_request",
+            "prompt: none (alone), or any of login, consent and select_account",
+        );
+    };
+    let whole = |name: &str| match get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| i64::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| format!("{name}: a whole number")),
+    };
+    let (max_age, signed_in_after) = match (whole("max_age"), whole(SIGNED_IN_AFTER)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(why), _) | (_, Err(why)) => return refuse("invalid_request", &why),
+    };
     let fields = FIELDS
         .iter()
         .filter_map(|k| p.get(*k).map(|v| (*k, v.clone())))
@@ -281,6 +347,9 @@ fn check_request(
         client,
         state,
         nonce,
+        prompt,
+        max_age,
+        signed_in_after,
         fields,
     }))
 }
@@ -299,13 +368,14 @@ fn capabilities(app: &App, principal: &Principal, client: Id) -> Result<Option<V
 }
 
 /// A code for the request, sent back to its redirect URI.
-fn code_redirect(app: &App, req: &AuthRequest, user: Id) -> Result<Response> {
+fn code_redirect(app: &App, req: &AuthRequest, viewer: &Viewer) -> Result<Response> {
     let grant = CodeGrant {
         client: req.client.id,
-        user,
+        user: viewer.principal.id,
         redirect_uri: req.redirect_uri.clone(),
         challenge: req.challenge.clone(),
         nonce: req.nonce.clone(),
+        auth_time: Some(viewer.signed_in),
         expires: app.now(),
     };
     let code = oidc::issue_code(&app.store, grant, app.now())?;
@@ -334,6 +404,35 @@ struct ConsentPage<'a> {
 #[derive(Clone)]
 struct FormTarget(String);
 
+/// An error sent back to the app (the redirect URI is the client's).
+fn refuse_to_app(req: &AuthRequest, error: &str, why: &str) -> Response {
+    let mut q = format!("error={error}&error_description={}", encode(why));
+    if let Some(s) = &req.state {
+        q.push_str(&format!("&state={}", encode(s)));
+    }
+    with_query(&req.redirect_uri, &q)
+}
+
+/// The sign-in page, coming back to this request once the user has signed in again: without
+/// `login` in its prompt, and with the time (`now`, unix milliseconds) a sign-in must be at or
+/// after.
+fn sign_in_again(params: &BTreeMap<String, String>, req: &AuthRequest, now: i64) -> Response {
+    let mut query: Vec<(&str, String)> = FIELDS
+        .iter()
+        .filter(|k| !matches!(**k, "prompt" | SIGNED_IN_AFTER))
+        .filter_map(|k| params.get(*k).map(|v| (*k, v.clone())))
+        .collect();
+    if let Some(p) = req.prompt.after_sign_in() {
+        query.push(("prompt", p.to_owned()));
+    }
+    query.push((SIGNED_IN_AFTER, now.to_string()));
+    let back = format!(
+        "/oidc/authorize?{}",
+        serde_urlencoded::to_string(&query).unwrap_or_default()
+    );
+    Redirect::to(&format!("/login?next={}", encode(&back))).into_response()
+}
+
 /// Checks the request and the user; `decided` is the consent form's answer.
 async fn flow(
     app: &App,
@@ -346,26 +445,65 @@ async fn flow(
         Err(Refusal::Page(e)) => return Err(e),
         Err(Refusal::Redirect(r)) => return Ok(r),
     };
-    // No session: the sign-in page, which comes back here (`dashboard::render_errors`).
-    let viewer = viewer?;
+    // No session: the sign-in page, which comes back here (once: the sign-in it makes is
+    // fresh for `prompt=login` and `max_age`); with `prompt=none`, an error for the app.
+    let viewer = match viewer {
+        Ok(viewer) => viewer,
+        Err(Error::Unauthorized(_)) if req.prompt.none => {
+            return Ok(refuse_to_app(
+                &req,
+                "login_required",
+                "the user is not signed in",
+            ));
+        }
+        Err(Error::Unauthorized(_)) => {
+            return Ok(sign_in_again(&params, &req, app.now().timestamp_millis()));
+        }
+        Err(e) => return Err(e),
+    };
     let user = viewer.principal.id;
     if viewer.principal.kind != authz::PrincipalKind::User
         || capabilities(app, &viewer.principal, req.client.id)?.is_none()
     {
+        if req.prompt.none {
+            return Ok(refuse_to_app(
+                &req,
+                "access_denied",
+                "the user may not use this app (signing in to it needs REQUEST on it)",
+            ));
+        }
         return Err(Error::forbidden(
             "you may not use this app: signing in to it needs REQUEST on it",
         ));
     }
+    // A fresh sign-in asked for (`prompt=login`), or the last one too long ago (`max_age`).
+    let now = app.now().timestamp_millis();
+    let signed_in = viewer.signed_in.timestamp_millis();
+    let renewed = req.signed_in_after.is_some_and(|t| signed_in >= t);
+    let too_old = req
+        .max_age
+        .is_some_and(|age| signed_in.saturating_add(age.saturating_mul(1000)) < now);
+    if !renewed && (req.prompt.login || too_old) {
+        if req.prompt.none {
+            return Ok(refuse_to_app(
+                &req,
+                "login_required",
+                "the user signed in longer ago than max_age allows",
+            ));
+        }
+        return Ok(sign_in_again(&params, &req, now));
+    }
     match decided {
         Some(true) => oidc::give_consent(&app.store, user, req.client.id)?,
-        Some(false) => {
-            let mut q = "error=access_denied&error_description=the%20user%20said%20no".to_owned();
-            if let Some(s) = &req.state {
-                q.push_str(&format!("&state={}", encode(s)));
-            }
-            return Ok(with_query(&req.redirect_uri, &q));
+        Some(false) => return Ok(refuse_to_app(&req, "access_denied", "the user said no")),
+        None if req.prompt.none && !oidc::has_consent(&app.store, user, req.client.id)? => {
+            return Ok(refuse_to_app(
+                &req,
+                "consent_required",
+                "the user has not allowed this app yet",
+            ));
         }
-        None if !oidc::has_consent(&app.store, user, req.client.id)? => {
+        None if req.prompt.consent || !oidc::has_consent(&app.store, user, req.client.id)? => {
             let page = ConsentPage {
                 appliance: true,
                 app_name: &req.client.name,
@@ -385,7 +523,7 @@ async fn flow(
         }
         None => {}
     }
-    code_redirect(app, &req, user)
+    code_redirect(app, &req, &viewer)
 }
 
 async fn authorize(
@@ -553,7 +691,7 @@ fn grant(app: &App, headers: &HeaderMap, form: &BTreeMap<String, String>) -> Res
     };
     let get = |k: &str| form.get(k).map(String::as_str);
     let now = app.now();
-    let (user, nonce, refresh) = match get("grant_type") {
+    let (user, nonce, auth_time, refresh) = match get("grant_type") {
         Some("authorization_code") => {
             let (Some(code), Some(uri)) = (get("code"), get("redirect_uri")) else {
                 return Ok(bad("invalid_request", "code and redirect_uri are required"));
@@ -561,8 +699,9 @@ fn grant(app: &App, headers: &HeaderMap, form: &BTreeMap<String, String>) -> Res
             let verifier = get("code_verifier").unwrap_or("");
             match oidc::redeem_code(&app.store, code, client.id, uri, verifier, now)? {
                 Ok(g) => {
-                    let refresh = oidc::issue_refresh(&app.store, g.user, client.id, now)?;
-                    (g.user, g.nonce, refresh)
+                    let refresh =
+                        oidc::issue_refresh(&app.store, g.user, client.id, g.auth_time, now)?;
+                    (g.user, g.nonce, g.auth_time, refresh)
                 }
                 Err(why) => return Ok(bad("invalid_grant", why)),
             }
@@ -572,7 +711,7 @@ fn grant(app: &App, headers: &HeaderMap, form: &BTreeMap<String, String>) -> Res
                 return Ok(bad("invalid_request", "refresh_token is required"));
             };
             match oidc::rotate_refresh(&app.store, token, client.id, now)? {
-                Ok((g, refresh)) => (g.user, None, refresh),
+                Ok((r, refresh)) => (r.grant.user, None, r.auth_time, refresh),
                 Err(why) => return Ok(bad("invalid_grant", why)),
             }
         }
@@ -596,6 +735,9 @@ fn grant(app: &App, headers: &HeaderMap, form: &BTreeMap<String, String>) -> Res
     claims["exp"] = json!(now.timestamp() + oidc::TOKEN_SECS);
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
+    }
+    if let Some(t) = auth_time {
+        claims["auth_time"] = json!(t.timestamp());
     }
     let id_token = oidc::sign(&app.store, &claims, now)?;
     let access = oidc::issue_access(&app.store, user.id, client.id, now)?;
@@ -734,6 +876,29 @@ mod tests {
         let long = format!("a={}", "x".repeat(MAX_VALUE + 1));
         assert!(parse_params(long.as_bytes()).is_err());
         assert!(parse_params(&vec![b'a'; MAX_PARAMS + 1]).is_err());
+    }
+
+    #[test]
+    fn prompt_values_are_read_and_none_stands_alone() {
+        let p = |v: &str| Prompt::parse(Some(v));
+        assert_eq!(Prompt::parse(None), Some(Prompt::default()));
+        assert_eq!(p(""), Some(Prompt::default()));
+        assert_eq!(
+            p("none"),
+            Some(Prompt {
+                none: true,
+                ..Prompt::default()
+            })
+        );
+        let both = p("login consent").unwrap();
+        assert!(both.login && both.consent && !both.none);
+        assert_eq!(both.after_sign_in(), Some("consent"));
+        assert!(p("select_account").unwrap().login);
+        assert_eq!(p("login").unwrap().after_sign_in(), None);
+        assert_eq!(p("none login"), None);
+        assert_eq!(p("none none"), None);
+        assert_eq!(p("create"), None);
+        assert_eq!(p("LOGIN"), None);
     }
 
     #[test]

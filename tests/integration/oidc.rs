@@ -593,6 +593,240 @@ async fn an_app_signs_its_users_in_with_the_code_flow() {
 
 /// `examples/oidc-app` on the Python base image: a user of the appliance opens it, signs in
 /// through the provider, allows it, and is greeted by login.
+/// An authorization request with `extra` parameters (a state of plain characters).
+fn authorize_with(
+    server: &TestServer,
+    client: &str,
+    redirect: &str,
+    challenge: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut q = vec![
+        ("response_type", "code"),
+        ("client_id", client),
+        ("redirect_uri", redirect),
+        ("scope", "openid"),
+        ("state", "s1"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    q.extend_from_slice(extra);
+    format!(
+        "{}?{}",
+        server.url("/oidc/authorize"),
+        serde_urlencoded::to_string(&q).unwrap()
+    )
+}
+
+/// The hidden fields of a page's form, unescaped.
+fn hidden_fields(page: &str) -> Vec<(String, String)> {
+    let unescape = |v: &str| {
+        v.replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    page.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once("\" value=\"")?;
+            let (value, _) = rest.split_once('"')?;
+            Some((name.to_owned(), unescape(value)))
+        })
+        .collect()
+}
+
+/// `prompt` (none, login, consent) and `max_age` do what OpenID Connect says, and the ID token
+/// carries `auth_time`, the sign-in it stands on.
+#[tokio::test]
+async fn prompt_and_max_age_ask_for_what_they_should() {
+    use dtaas::core::clock::Clock;
+    let server = TestServer::start().await;
+    let (api, login) = v1_user(&server, "prompt").await;
+    let (app_id, _) = running_app(&server, &api, &login).await;
+    let secret = std::fs::read_to_string(
+        server
+            .data_dir()
+            .join("servables")
+            .join(&app_id)
+            .join("secrets")
+            .join("oidc-client-secret"),
+    )
+    .unwrap();
+    let creds = (app_id.as_str(), secret.trim());
+    let redirect = format!("http://{app_id}.localhost:{}/callback", server.addr.port());
+    let (verifier, challenge) = pkce();
+    let url =
+        |extra: &[(&str, &str)]| authorize_with(&server, &app_id, &redirect, &challenge, extra);
+    let error_of = |r: &reqwest::Response| {
+        let q = query_of(&location(r), &redirect);
+        assert_eq!(param(&q, "state").as_deref(), Some("s1"));
+        param(&q, "error")
+    };
+
+    // Not signed in, nothing may be shown: login_required for the app.
+    let r = browser()
+        .get(url(&[("prompt", "none")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(error_of(&r).as_deref(), Some("login_required"));
+    // Prompt values not understood, `none` with another, a max_age that is no number: refused.
+    for bad in [
+        [("prompt", "create")],
+        [("prompt", "none login")],
+        [("max_age", "-1")],
+    ] {
+        let r = browser().get(url(&bad)).send().await.unwrap();
+        assert_eq!(error_of(&r).as_deref(), Some("invalid_request"), "{bad:?}");
+    }
+
+    // Signed in, never allowed the app: consent_required.
+    let b = sign_in(&server, &login).await;
+    let first_sign_in = server.clock.now().timestamp();
+    let r = b.get(url(&[("prompt", "none")])).send().await.unwrap();
+    assert_eq!(error_of(&r).as_deref(), Some("consent_required"));
+    // Allowed once through the consent page.
+    let page = b.get(url(&[])).send().await.unwrap().text().await.unwrap();
+    let mut form = hidden_fields(&page);
+    form.push(("decision".into(), "allow".into()));
+    let r = b
+        .post(server.url("/oidc/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(param(&query_of(&location(&r), &redirect), "code").is_some());
+
+    // Now `prompt=none` answers at once; `prompt=consent` asks again all the same.
+    server.clock.advance(chrono::Duration::seconds(120));
+    let r = b.get(url(&[("prompt", "none")])).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let code = param(&query_of(&location(&r), &redirect), "code").unwrap();
+    let exchange = |code: String| {
+        let (redirect, verifier) = (redirect.clone(), verifier.clone());
+        let server = &server;
+        async move {
+            let (status, tokens) = token(
+                server,
+                creds,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", &redirect),
+                    ("code_verifier", &verifier),
+                ],
+            )
+            .await;
+            assert_eq!(status, 200, "{tokens}");
+            let claims = tokens["id_token"]
+                .as_str()
+                .unwrap()
+                .split('.')
+                .nth(1)
+                .unwrap()
+                .to_owned();
+            let claims: Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+            (claims, tokens["refresh_token"].as_str().unwrap().to_owned())
+        }
+    };
+    let (claims, refresh) = exchange(code).await;
+    assert_eq!(claims["auth_time"], first_sign_in, "{claims}");
+    let r = b.get(url(&[("prompt", "consent")])).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Allow"));
+
+    // max_age: the sign-in two minutes ago is good for 600 s, not for 60.
+    let r = b.get(url(&[("max_age", "600")])).send().await.unwrap();
+    assert!(param(&query_of(&location(&r), &redirect), "code").is_some());
+    let r = b
+        .get(url(&[("max_age", "60"), ("prompt", "none")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(&r).as_deref(), Some("login_required"));
+    for extra in [[("max_age", "60")], [("prompt", "login")]] {
+        // The sign-in page, coming back to the request without `login` in it, once.
+        let r = b.get(url(&extra)).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{extra:?}");
+        let to = location(&r);
+        let next = to
+            .strip_prefix("/login?next=")
+            .unwrap_or_else(|| panic!("{to}"));
+        let next: String =
+            serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("n={next}"))
+                .unwrap()
+                .remove(0)
+                .1;
+        assert!(next.starts_with("/oidc/authorize?"), "{next}");
+        assert!(!next.contains("prompt=login"), "{next}");
+        // Signed in again a second later: the code, with that sign-in as auth_time.
+        server.clock.advance(chrono::Duration::seconds(1));
+        let again = server.clock.now().timestamp();
+        let r = b
+            .post(server.url("/login"))
+            .form(&[
+                ("login", login.as_str()),
+                ("password", PASSWORD),
+                ("next", &next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success() || r.status().is_redirection());
+        let r = b.get(server.url(&next)).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{extra:?}");
+        let code = param(&query_of(&location(&r), &redirect), "code")
+            .unwrap_or_else(|| panic!("{extra:?}: {}", location(&r)));
+        let (claims, _) = exchange(code).await;
+        assert_eq!(claims["auth_time"], again, "{extra:?}: {claims}");
+        server.clock.advance(chrono::Duration::seconds(120));
+    }
+
+    // A refreshed ID token keeps the sign-in its family began with.
+    let (status, tokens) = token(
+        &server,
+        creds,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let claims = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["auth_time"], first_sign_in);
+
+    // Discovery says so.
+    let disco = json_of(
+        client()
+            .get(server.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        disco["claims_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("auth_time"))
+    );
+    assert_eq!(
+        disco["prompt_values_supported"],
+        json!(["none", "login", "consent", "select_account"])
+    );
+}
+
 /// A relying party built on a real OpenID Connect library (Authlib, Debian's python3-authlib)
 /// completes the flow: `tests/integration/oidc_rp.py`.
 #[tokio::test]

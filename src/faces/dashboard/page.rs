@@ -3,22 +3,22 @@
 //! (POST, redirect, GET: [`see_other`], with a notice shown once), the [`Layout`] the pages
 //! extend, and paging ([`Paging`], 50 a page).
 
+use crate::core::clock::Timestamp;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::core::page::{Page, PageRequest, decode_cursor, encode_cursor};
 use crate::domains::authz::Principal;
-use crate::faces::auth::{self, Credential, Scope};
+use crate::faces::auth::{self, Scope};
 use crate::faces::listing::ListQuery;
 use crate::faces::state::App;
 use crate::faces::upload::Upload;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// How many items a list page shows.
 pub const PAGE_SIZE: usize = 50;
@@ -34,6 +34,8 @@ const MAX_FORM: usize = 1 << 20;
 /// sign-in page.
 pub struct Viewer {
     pub principal: Principal,
+    /// When the viewer signed in (the session's start).
+    pub signed_in: Timestamp,
     /// The CSRF token of this session, for the page's forms.
     pub csrf: String,
     /// A notice a form left for this page (shown once).
@@ -68,19 +70,10 @@ impl FromRequestParts<App> for Viewer {
             Some(Ok(token)) => token,
             _ => return Err(Error::unauthorized("sign in to see this page")),
         };
-        let addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        let principal = auth::resolve(
-            app,
-            Credential::Session(token.clone()),
-            addr,
-            Scope::Appliance,
-        )
-        .await?;
+        let (principal, signed_in) = auth::resolve_session(app, &token, Scope::Appliance)?;
         Ok(Viewer {
             principal,
+            signed_in,
             csrf: csrf_token(&token),
             notice: notice_of(&parts.headers),
             secure: app.config.tls_enabled(),
