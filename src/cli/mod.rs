@@ -202,6 +202,11 @@ enum AdminCommand {
     /// List accounts.
     #[command(after_help = "Examples:\n  sudo dtaas admin list-users")]
     ListUsers,
+    /// Replace the OpenID Connect signing key at once (after a leak, say); keys also rotate
+    /// on their own every 30 days, published ahead. The old key verifies its tokens until
+    /// they expire.
+    #[command(after_help = "Examples:\n  sudo dtaas admin rotate-oidc-key")]
+    RotateOidcKey,
     /// Write a consistent copy of the database and of the files it refers to (registry blobs,
     /// job attachments and results, build contexts, the generated TLS certificate) to PATH, a
     /// new or empty directory. A running server keeps running.
@@ -361,6 +366,7 @@ fn admin_request(command: AdminCommand) -> Result<AdminRequest, String> {
         },
         AdminCommand::SetRegistration { mode } => AdminRequest::SetRegistration { mode },
         AdminCommand::ListUsers => AdminRequest::ListUsers,
+        AdminCommand::RotateOidcKey => AdminRequest::RotateOidcKey,
         AdminCommand::Backup { .. } | AdminCommand::Restore { .. } => {
             return Err("backup and restore are not requests of their own".into());
         }

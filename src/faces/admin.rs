@@ -19,6 +19,7 @@ use crate::core::error::Result;
 use crate::core::secrets::random_token;
 use crate::core::store::Store;
 use crate::domains::accounts::{self, NewUser};
+use crate::domains::oidc;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,8 @@ pub enum AdminRequest {
         mode: RegistrationMode,
     },
     ListUsers,
+    /// Replace the OpenID Connect signing key at once (see `domains::oidc::rotate_key`).
+    RotateOidcKey,
     /// Stage a snapshot for a backup (see the module's documentation).
     Backup,
 }
@@ -123,6 +126,7 @@ fn logged_change(request: &AdminRequest) -> Option<(&'static str, String)> {
         | AdminRequest::EnableUser { login }
         | AdminRequest::ResetPassword { login, .. } => login.clone(),
         AdminRequest::SetRegistration { mode } => mode.as_str().to_owned(),
+        AdminRequest::RotateOidcKey => "the OpenID Connect signing key".to_owned(),
         AdminRequest::ListUsers | AdminRequest::Backup => return None,
     };
     Some((request_kind(request), target))
@@ -216,6 +220,14 @@ fn run(
                 ));
             }
             Ok(lines.join("\n"))
+        }
+        AdminRequest::RotateOidcKey => {
+            let kid = oidc::rotate_key(store, clock.now())?;
+            Ok(format!(
+                "new OpenID Connect signing key {kid}: it signs from now on; the previous key \
+                 stays in the JWKS until the tokens it signed expire ({} s)",
+                oidc::TOKEN_SECS
+            ))
         }
         AdminRequest::Backup => Err(crate::core::error::Error::bad_request(
             "a backup is staged by the server's admin socket or by `dtaas admin backup` itself",
@@ -406,6 +418,7 @@ fn request_kind(r: &AdminRequest) -> &'static str {
         AdminRequest::ResetPassword { .. } => "reset-password",
         AdminRequest::SetRegistration { .. } => "set-registration",
         AdminRequest::ListUsers => "list-users",
+        AdminRequest::RotateOidcKey => "rotate-oidc-key",
         AdminRequest::Backup => "backup",
     }
 }

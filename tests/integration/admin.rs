@@ -249,3 +249,48 @@ async fn global_flags_go_before_or_after_the_subcommand() {
     let via_file = dtaas_cli(&["--config", path, "admin", "list-users"], None).await;
     assert!(String::from_utf8_lossy(&via_file.stdout).contains(&someone));
 }
+
+/// `dtaas admin rotate-oidc-key` replaces the signing key at once; the old one stays in the
+/// JWKS (its tokens still verify) and the admin log keeps the action.
+#[tokio::test]
+async fn the_oidc_signing_key_is_rotated_from_the_command_line() {
+    let server = TestServer::start().await;
+    let jwks = || async {
+        let v = json_of(
+            server
+                .client()
+                .get(server.url("/oidc/jwks"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let mut kids: Vec<String> = v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
+        kids.sort();
+        kids
+    };
+    let before = jwks().await;
+    assert_eq!(before.len(), 1, "the JWKS makes the first key");
+    let (ok, out, err) = admin(&server.data_dir(), &["rotate-oidc-key"], None).await;
+    assert!(ok, "{out}{err}");
+    let kid = out
+        .split_whitespace()
+        .nth(5)
+        .map(|k| k.trim_end_matches(':').to_owned())
+        .unwrap_or_default();
+    assert!(out.starts_with("new OpenID Connect signing key"), "{out}");
+    let mut expected = vec![before[0].clone(), kid];
+    expected.sort();
+    assert_eq!(jwks().await, expected, "{out}");
+    let (log, _) = dtaas::domains::accounts::admin_actions(&server.app.store, None, 10).unwrap();
+    assert!(
+        log.iter()
+            .any(|a| a.action == "rotate-oidc-key" && a.admin == "dtaas admin"),
+        "the admin log keeps it"
+    );
+}
