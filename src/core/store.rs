@@ -317,6 +317,7 @@ fn copy_as_known_types(
         ((&str, &str), &str),
         ((&str, &str), &[u8]),
         ((&str, &str, &str), ()),
+        ((u8, i64, [u8; 32]), ()),
     )
 }
 

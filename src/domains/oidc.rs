@@ -15,7 +15,7 @@ use crate::core::secrets::{constant_time_eq, random_token, secret_hash};
 use crate::core::store::{Opening, Store, StoreError, decode, encode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,12 @@ const REFRESH: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("oidc_re
 /// types are among those a database copy knows (`core::store`).
 const REVOKED_FAMILIES: TableDefinition<u128, &[u8]> =
     TableDefinition::new("oidc_revoked_families");
+/// When the records of the three tables above expire: (table tag, expiry in unix seconds, the
+/// record's key) -> (), so that pruning reads only what has expired.
+const EXPIRIES: TableDefinition<(u8, i64, [u8; 32]), ()> = TableDefinition::new("oidc_expiries");
+const TAG_CODE: u8 = 1;
+const TAG_ACCESS: u8 = 2;
+const TAG_REFRESH: u8 = 3;
 /// Client (servable) -> SHA-256 of its secret.
 const CLIENT_SECRETS: TableDefinition<u128, &[u8]> = TableDefinition::new("oidc_client_secrets");
 /// (user, client): the user allowed the client.
@@ -58,6 +64,38 @@ pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), Stor
     txn.open_table(REVOKED_FAMILIES)?;
     txn.open_table(CLIENT_SECRETS)?;
     txn.open_table(CONSENTS)?;
+    if txn.open_table(EXPIRIES)?.is_empty()? {
+        index_expiries(txn).map_err(|e| StoreError::Codec(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Indexes the expiry of every code and token (a store made before the index).
+fn index_expiries(txn: &WriteTransaction) -> Result<()> {
+    let mut found: Vec<(u8, i64, [u8; 32])> = Vec::new();
+    let mut read = |def: TableDefinition<&[u8; 32], &[u8]>,
+                    tag: u8,
+                    expires: &dyn Fn(&[u8]) -> Result<Timestamp>|
+     -> Result<()> {
+        for entry in txn.open_table(def)?.iter()? {
+            let (k, v) = entry?;
+            found.push((tag, expires(v.value())?.timestamp(), *k.value()));
+        }
+        Ok(())
+    };
+    read(CODES, TAG_CODE, &|v| Ok(decode::<CodeGrant>(v)?.expires))?;
+    read(
+        ACCESS,
+        TAG_ACCESS,
+        &|v| Ok(decode::<TokenGrant>(v)?.expires),
+    )?;
+    read(REFRESH, TAG_REFRESH, &|v| {
+        Ok(decode::<Refresh>(v)?.grant.expires)
+    })?;
+    let mut index = txn.open_table(EXPIRIES)?;
+    for key in found {
+        index.insert(key, ())?;
+    }
     Ok(())
 }
 
@@ -436,9 +474,16 @@ pub fn issue_code(store: &Store, mut grant: CodeGrant, now: Timestamp) -> Result
     grant.expires = clock::later(now, seconds(CODE_SECS));
     let code = random_token();
     let txn = store.write()?;
-    prune(&txn, CODES, |g: &CodeGrant| g.expires, now)?;
-    txn.open_table(CODES)?
-        .insert(&secret_hash(&code), encode(&grant)?.as_slice())?;
+    prune(&txn, CODES, TAG_CODE, now)?;
+    let bytes = encode(&grant)?;
+    insert_expiring(
+        &txn,
+        CODES,
+        TAG_CODE,
+        &secret_hash(&code),
+        &bytes,
+        grant.expires,
+    )?;
     txn.commit()?;
     Ok(code)
 }
@@ -486,14 +531,40 @@ pub fn redeem_code(
     Ok(Ok(grant))
 }
 
-/// Removes the records of `table` that expired before `now` (as new ones are made).
-fn prune<T: serde::de::DeserializeOwned>(
+/// Stores a record of one of the expiring tables, and its expiry in the index.
+fn insert_expiring(
     txn: &WriteTransaction,
     table: TableDefinition<&[u8; 32], &[u8]>,
-    expires: impl Fn(&T) -> Timestamp,
+    tag: u8,
+    key: &[u8; 32],
+    record: &[u8],
+    expires: Timestamp,
+) -> Result<()> {
+    txn.open_table(table)?.insert(key, record)?;
+    txn.open_table(EXPIRIES)?
+        .insert((tag, expires.timestamp(), *key), ())?;
+    Ok(())
+}
+
+/// Removes the records of `table` that expired before `now` (as new ones are made), found
+/// through the expiry index: the work is what has expired, not the table.
+fn prune(
+    txn: &WriteTransaction,
+    table: TableDefinition<&[u8; 32], &[u8]>,
+    tag: u8,
     now: Timestamp,
 ) -> Result<()> {
-    remove_where(txn, table, |record: &T| expires(record) < now)
+    let mut index = txn.open_table(EXPIRIES)?;
+    let expired: Vec<(u8, i64, [u8; 32])> = index
+        .range((tag, i64::MIN, [0u8; 32])..(tag, now.timestamp(), [0u8; 32]))?
+        .map(|e| e.map(|(k, _)| k.value()))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut records = txn.open_table(table)?;
+    for key in expired {
+        records.remove(&key.2)?;
+        index.remove(key)?;
+    }
+    Ok(())
 }
 
 /// Removes the records of `table` that `doomed` picks.
@@ -552,9 +623,16 @@ pub fn issue_access(store: &Store, user: Id, client: Id, now: Timestamp) -> Resu
         expires: clock::later(now, seconds(TOKEN_SECS)),
     };
     let txn = store.write()?;
-    prune(&txn, ACCESS, |g: &TokenGrant| g.expires, now)?;
-    txn.open_table(ACCESS)?
-        .insert(&secret_hash(&token), encode(&grant)?.as_slice())?;
+    prune(&txn, ACCESS, TAG_ACCESS, now)?;
+    let bytes = encode(&grant)?;
+    insert_expiring(
+        &txn,
+        ACCESS,
+        TAG_ACCESS,
+        &secret_hash(&token),
+        &bytes,
+        grant.expires,
+    )?;
     txn.commit()?;
     Ok(token)
 }
@@ -589,8 +667,15 @@ fn insert_refresh(
         used: false,
         auth_time,
     };
-    txn.open_table(REFRESH)?
-        .insert(&secret_hash(&token), encode(&record)?.as_slice())?;
+    let (bytes, expires) = (encode(&record)?, record.grant.expires);
+    insert_expiring(
+        txn,
+        REFRESH,
+        TAG_REFRESH,
+        &secret_hash(&token),
+        &bytes,
+        expires,
+    )?;
     Ok(token)
 }
 
@@ -603,7 +688,7 @@ pub fn issue_refresh(
     now: Timestamp,
 ) -> Result<String> {
     let txn = store.write()?;
-    prune(&txn, REFRESH, |r: &Refresh| r.grant.expires, now)?;
+    prune(&txn, REFRESH, TAG_REFRESH, now)?;
     let token = insert_refresh(&txn, user, client, Id::new(), auth_time, now)?;
     txn.commit()?;
     Ok(token)
@@ -786,6 +871,61 @@ mod tests {
         assert_eq!(
             rotate_refresh(&store, &other, client, late).unwrap().err(),
             Some("the refresh token is unknown")
+        );
+    }
+
+    fn count(store: &Store, def: TableDefinition<&[u8; 32], &[u8]>) -> u64 {
+        store
+            .read()
+            .unwrap()
+            .open_table(def)
+            .unwrap()
+            .len()
+            .unwrap()
+    }
+
+    #[test]
+    fn expired_records_are_pruned_through_the_index_and_live_ones_stay() {
+        let (_d, store) = store();
+        let t0 = chrono::Utc::now();
+        let (user, client) = (Id::new(), Id::new());
+        for _ in 0..5 {
+            issue_refresh(&store, user, client, None, t0).unwrap();
+            issue_access(&store, user, client, t0).unwrap();
+            issue_code(&store, grant(client, VERIFIER), t0).unwrap();
+        }
+        // A minute later the codes are gone, the tokens stay.
+        let t1 = t0 + chrono::Duration::seconds(CODE_SECS + 1);
+        issue_code(&store, grant(client, VERIFIER), t1).unwrap();
+        assert_eq!(count(&store, CODES), 1);
+        issue_access(&store, user, client, t1).unwrap();
+        assert_eq!(count(&store, ACCESS), 6);
+        // Past the access tokens' life, and then the refresh tokens'.
+        let t2 = t0 + chrono::Duration::seconds(TOKEN_SECS + 1);
+        let live = issue_access(&store, user, client, t2).unwrap();
+        assert_eq!(count(&store, ACCESS), 2, "those of t1 and t2");
+        assert!(access_grant(&store, &live, t2).unwrap().is_some());
+        let t3 = t0 + chrono::Duration::seconds(REFRESH_SECS + 1);
+        let kept = issue_refresh(&store, user, client, None, t3).unwrap();
+        assert_eq!(count(&store, REFRESH), 1);
+        assert!(rotate_refresh(&store, &kept, client, t3).unwrap().is_ok());
+
+        // A store whose index is empty is indexed when it opens.
+        let txn = store.write().unwrap();
+        let rows = {
+            let mut index = txn.open_table(EXPIRIES).unwrap();
+            let rows = index.len().unwrap();
+            index.retain(|_, _| false).unwrap();
+            rows
+        };
+        index_expiries(&txn).unwrap();
+        let reindexed = txn.open_table(EXPIRIES).unwrap().len().unwrap();
+        txn.commit().unwrap();
+        let records = count(&store, CODES) + count(&store, ACCESS) + count(&store, REFRESH);
+        assert_eq!(reindexed, records);
+        assert!(
+            rows >= records,
+            "stale entries of redeemed codes may linger until they expire"
         );
     }
 
