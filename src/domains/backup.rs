@@ -723,7 +723,8 @@ mod tests {
             mode(&jobs::inbox_dir(&data, f.queued).join("in"))
         );
         assert_eq!(mode(&inbox), 0o644, "containers read attachments");
-        let context = images::context_dir(&target, f.image);
+        let image = images::get_image(&store, f.image).unwrap().unwrap();
+        let context = images::context_dir(&target, &image);
         assert_eq!(
             std::fs::read_to_string(context.join("Dockerfile")).unwrap(),
             "FROM scratch\nCOPY a /\n"

@@ -61,6 +61,12 @@ pub struct Image {
     pub repository: Option<String>,
     /// The most recent build, successful or not.
     pub last_build: Id,
+    /// Which build context directory is this record's (`context-<id>`; `None`: `context`, as
+    /// images made before contexts were versioned). A rebuild lays out a new one and switches
+    /// to it in the commit that records the build, so the record and the files on disk always
+    /// match (a backup taken meanwhile pairs them right).
+    #[serde(default)]
+    pub context: Option<Id>,
 }
 
 impl Image {
@@ -166,8 +172,17 @@ pub fn images_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("images")
 }
 
-pub fn context_dir(data_dir: &Path, image: Id) -> PathBuf {
-    images_dir(data_dir).join(image.to_string()).join("context")
+/// The build context directory of an image's record (see [`Image::context`]).
+pub fn context_dir(data_dir: &Path, image: &Image) -> PathBuf {
+    versioned_context_dir(data_dir, image.id, image.context)
+}
+
+fn versioned_context_dir(data_dir: &Path, image: Id, context: Option<Id>) -> PathBuf {
+    let dir = images_dir(data_dir).join(image.to_string());
+    match context {
+        None => dir.join("context"),
+        Some(c) => dir.join(format!("context-{c}")),
+    }
 }
 
 fn validate_request(req: &BuildRequest) -> Result<()> {
@@ -193,23 +208,45 @@ fn validate_request(req: &BuildRequest) -> Result<()> {
     Ok(())
 }
 
-/// Lays out the build context of `image` on disk: the Dockerfile and the attachments (moved
-/// from their staging place). A rebuild without new attachments keeps the old ones.
-fn write_context(data_dir: &Path, image: Id, req: &BuildRequest, replace: bool) -> Result<()> {
+/// Lays out a new build context in `dir`: the Dockerfile and the attachments (moved from
+/// their staging place), or, when the request brings none, the attachments `kept` from the
+/// context `from` (linked, else copied).
+fn write_context(
+    dir: &Path,
+    req: &BuildRequest,
+    from: Option<&Path>,
+    kept: &[String],
+) -> Result<()> {
     let io = |e: std::io::Error| Error::internal(format!("writing the build context: {e}"));
-    let dir = context_dir(data_dir, image);
-    if replace && !req.attachments.is_empty() && dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
     }
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(io)?;
     if let Some(text) = &req.dockerfile {
         std::fs::write(dir.join("Dockerfile"), text).map_err(io)?;
     }
     for (name, staged) in &req.attachments {
         crate::core::fs::move_file(staged, &dir.join(name)).map_err(io)?;
     }
+    if let (true, Some(from)) = (req.attachments.is_empty(), from) {
+        for name in kept {
+            let (old, new) = (from.join(name), dir.join(name));
+            if std::fs::hard_link(&old, &new).is_err() {
+                std::fs::copy(&old, &new).map_err(io)?;
+            }
+        }
+    }
     // What the Dockerfile copies keeps its mode in the image: readable by any user there.
-    crate::core::fs::open_for_containers(&dir).map_err(io)
+    crate::core::fs::open_for_containers(dir).map_err(io)
+}
+
+/// Removes a build context directory that no record names (any more); a failure is logged.
+fn remove_context(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing {}: {e}", dir.display());
+    }
 }
 
 /// Registers a new image and its first build; the caller starts the build.
@@ -222,9 +259,11 @@ pub fn create_image(
 ) -> Result<Build> {
     validate_request(&req)?;
     let image_id = Id::new();
-    write_context(data_dir, image_id, &req, false)?;
+    let build_id = Id::new();
+    let dir = versioned_context_dir(data_dir, image_id, Some(build_id));
+    write_context(&dir, &req, None, &[])?;
     let build = Build {
-        id: Id::new(),
+        id: build_id,
         image: image_id,
         owner: owner.id,
         state: BuildState::Pending,
@@ -246,26 +285,36 @@ pub fn create_image(
         built: None,
         repository: None,
         last_build: build.id,
+        context: Some(build.id),
     };
-    let txn = store.write()?;
-    put(&txn, IMAGES, image.id, &image)?;
-    put_build(&txn, &build)?;
-    for (id, kind) in [(image.id, Kind::Image), (build.id, Kind::Build)] {
-        authz::create_object(
-            &txn,
-            &ObjectMeta {
-                id,
-                kind,
-                owner: Some(owner.id),
-                created: now,
-            },
-        )?;
+    let recorded = (|| {
+        let txn = store.write()?;
+        put(&txn, IMAGES, image.id, &image)?;
+        put_build(&txn, &build)?;
+        for (id, kind) in [(image.id, Kind::Image), (build.id, Kind::Build)] {
+            authz::create_object(
+                &txn,
+                &ObjectMeta {
+                    id,
+                    kind,
+                    owner: Some(owner.id),
+                    created: now,
+                },
+            )?;
+        }
+        txn.commit()?;
+        Ok::<_, Error>(())
+    })();
+    if let Err(e) = recorded {
+        remove_context(&images_dir(data_dir).join(image_id.to_string()));
+        return Err(e);
     }
-    txn.commit()?;
     Ok(build)
 }
 
-/// `PUT /image/<id>`: rebuild under the same id, with whatever the request changes.
+/// `PUT /image/<id>`: rebuild under the same id, with whatever the request changes. The new
+/// build context is laid out beside the old one and becomes the record's in the commit that
+/// records the build (checked again there: one build at a time); the old one goes after.
 pub fn rebuild_image(
     store: &Store,
     data_dir: &Path,
@@ -275,19 +324,22 @@ pub fn rebuild_image(
     req: BuildRequest,
     now: Timestamp,
 ) -> Result<Build> {
-    let mut image: Image = {
-        let txn = store.read()?;
-        let acl = Acl::read(&txn)?;
+    let read = |txn: &redb::ReadTransaction| -> Result<Image> {
+        let acl = Acl::read(txn)?;
         acl.check(caller, id, Kind::Image, Capability::Update)?;
-        get_in(&txn.open_table(IMAGES)?, id)?.ok_or_else(|| Error::not_found("Image not found"))?
+        get_in(&txn.open_table(IMAGES)?, id)?.ok_or_else(|| Error::not_found("Image not found"))
     };
-    if let Some(pending) = get_build(store, image.last_build)?
-        && pending.state == BuildState::Pending
-    {
-        return Err(Error::conflict(
-            "this image is being built; wait for that build to end",
-        ));
-    }
+    let building = |image: &Image| -> Result<()> {
+        match get_build(store, image.last_build)? {
+            Some(b) if b.state == BuildState::Pending => Err(Error::conflict(
+                "this image is being built; wait for that build to end",
+            )),
+            _ => Ok(()),
+        }
+    };
+    let old = read(&store.read()?)?;
+    building(&old)?;
+    let mut image = old.clone();
     if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
         image.name = name.trim().to_owned();
     }
@@ -310,7 +362,6 @@ pub fn rebuild_image(
         attachments: req.attachments,
     };
     validate_request(&effective)?;
-    write_context(data_dir, id, &effective, true)?;
     let build = Build {
         id: Id::new(),
         image: id,
@@ -321,21 +372,51 @@ pub fn rebuild_image(
         created: now,
         finished: None,
     };
+    let (old_dir, new_dir) = (
+        context_dir(data_dir, &old),
+        versioned_context_dir(data_dir, id, Some(build.id)),
+    );
+    write_context(&new_dir, &effective, Some(&old_dir), &old.attachments)?;
     image.last_build = build.id;
-    let txn = store.write()?;
-    put(&txn, IMAGES, image.id, &image)?;
-    put_build(&txn, &build)?;
-    authz::create_object(
-        &txn,
-        &ObjectMeta {
-            id: build.id,
-            kind: Kind::Build,
-            owner: Some(image.owner),
-            created: now,
-        },
-    )?;
-    txn.commit()?;
-    Ok(build)
+    image.context = Some(build.id);
+    let recorded = (|| {
+        let txn = store.write()?;
+        // Nothing changed the image since it was read: no other rebuild got in between.
+        let now_stored: Option<Image> = get_in(&txn.open_table(IMAGES)?, id)?;
+        match now_stored {
+            Some(current) if current.last_build == old.last_build => {}
+            Some(current) => {
+                building(&current)?;
+                return Err(Error::conflict(
+                    "the image was rebuilt meanwhile; look at it again and retry",
+                ));
+            }
+            None => return Err(Error::not_found("Image not found")),
+        }
+        put(&txn, IMAGES, image.id, &image)?;
+        put_build(&txn, &build)?;
+        authz::create_object(
+            &txn,
+            &ObjectMeta {
+                id: build.id,
+                kind: Kind::Build,
+                owner: Some(image.owner),
+                created: now,
+            },
+        )?;
+        txn.commit()?;
+        Ok::<_, Error>(())
+    })();
+    match recorded {
+        Ok(()) => {
+            remove_context(&old_dir);
+            Ok(build)
+        }
+        Err(e) => {
+            remove_context(&new_dir);
+            Err(e)
+        }
+    }
 }
 
 fn put<T: Serialize>(
@@ -503,7 +584,7 @@ pub(crate) fn backup_wanted(
     counts.insert("builds".into(), txn.open_table(BUILDS)?.len()?);
     for entry in txn.open_table(IMAGES)?.iter()? {
         let image: Image = decode(entry?.1.value())?;
-        let dir = context_dir(Path::new(""), image.id);
+        let dir = context_dir(Path::new(""), &image);
         if image.repo_url.is_none() && !image.dockerfile.is_empty() {
             out.push(Wanted {
                 path: dir.join("Dockerfile"),
@@ -529,4 +610,153 @@ pub(crate) fn backup_wanted(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domains::accounts::{self, NewUser};
+    use crate::domains::authz::PrincipalKind;
+
+    fn owner(store: &Store) -> Principal {
+        let user = accounts::create_user(
+            store,
+            NewUser {
+                login: "ada".into(),
+                email: None,
+                password_hash: "$argon2id$x".into(),
+                confirmed: true,
+                confirm_token: None,
+                admin: false,
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        Principal {
+            id: user.id,
+            kind: PrincipalKind::User,
+            name: "ada".into(),
+            admin: false,
+            user: user.id,
+        }
+    }
+
+    fn request(dockerfile: Option<&str>, attachments: Vec<(String, PathBuf)>) -> BuildRequest {
+        BuildRequest {
+            name: "img".into(),
+            dockerfile: dockerfile.map(str::to_owned),
+            repo_url: None,
+            nocache: false,
+            attachments,
+        }
+    }
+
+    fn end(store: &Store, build: &Build) {
+        let mut done = build.clone();
+        done.state = BuildState::Failure;
+        finish_build(store, &done, None).unwrap();
+    }
+
+    #[test]
+    fn a_rebuild_switches_to_a_new_context_in_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = crate::domains::open_store(&data).unwrap();
+        let ada = owner(&store);
+        let now = chrono::Utc::now();
+        let stage = |name: &str, content: &str| {
+            let p = dir.path().join(format!("staged-{name}-{content}"));
+            std::fs::write(&p, content).unwrap();
+            (name.to_owned(), p)
+        };
+        let first = create_image(
+            &store,
+            &data,
+            &ada,
+            request(Some("FROM scratch\nCOPY a /\n"), vec![stage("a", "one")]),
+            now,
+        )
+        .unwrap();
+        let image = get_image(&store, first.image).unwrap().unwrap();
+        let first_dir = context_dir(&data, &image);
+        assert_eq!(std::fs::read(first_dir.join("a")).unwrap(), b"one");
+
+        // While a build is pending, a rebuild is refused and leaves nothing behind.
+        let refused = rebuild_image(
+            &store,
+            &data,
+            &ada,
+            image.id,
+            None,
+            request(Some("FROM scratch\n"), vec![]),
+            now,
+        );
+        assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+        let dirs = || {
+            let mut names: Vec<String> =
+                std::fs::read_dir(images_dir(&data).join(image.id.to_string()))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(dirs().len(), 1);
+
+        // A new Dockerfile and no new attachments: the old ones are carried over to a new
+        // context, which the record names; the old context is gone.
+        end(&store, &first);
+        let second = rebuild_image(
+            &store,
+            &data,
+            &ada,
+            image.id,
+            None,
+            request(Some("FROM scratch\nCOPY a /b\n"), vec![]),
+            now,
+        )
+        .unwrap();
+        let image = get_image(&store, first.image).unwrap().unwrap();
+        assert_eq!(image.context, Some(second.id));
+        let second_dir = context_dir(&data, &image);
+        assert_ne!(second_dir, first_dir);
+        assert_eq!(std::fs::read(second_dir.join("a")).unwrap(), b"one");
+        assert_eq!(
+            std::fs::read_to_string(second_dir.join("Dockerfile")).unwrap(),
+            "FROM scratch\nCOPY a /b\n"
+        );
+        assert!(!first_dir.exists());
+        assert_eq!(dirs().len(), 1);
+
+        // New attachments replace the old ones.
+        end(&store, &second);
+        rebuild_image(
+            &store,
+            &data,
+            &ada,
+            image.id,
+            None,
+            request(None, vec![stage("c", "three")]),
+            now,
+        )
+        .unwrap();
+        let image = get_image(&store, first.image).unwrap().unwrap();
+        assert_eq!(image.attachments, vec!["c".to_owned()]);
+        let third_dir = context_dir(&data, &image);
+        assert!(!third_dir.join("a").exists());
+        assert_eq!(std::fs::read(third_dir.join("c")).unwrap(), b"three");
+        assert_eq!(
+            std::fs::read_to_string(third_dir.join("Dockerfile")).unwrap(),
+            "FROM scratch\nCOPY a /b\n",
+            "the Dockerfile stays"
+        );
+        assert_eq!(dirs().len(), 1);
+
+        // An image recorded before contexts were versioned keeps its `context` directory.
+        let legacy = Image {
+            context: None,
+            ..image
+        };
+        assert!(context_dir(&data, &legacy).ends_with("context"));
+    }
 }

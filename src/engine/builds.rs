@@ -218,7 +218,7 @@ impl Builder {
                 }
                 (dest, &[".git", ".hg"])
             }
-            None => (context_dir(&self.data_dir, image.id), &[]),
+            None => (context_dir(&self.data_dir, image), &[]),
         };
         let dockerfile_text = match read_dockerfile(&context, self.max_context).await {
             Ok(text) => text,
