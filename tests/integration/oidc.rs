@@ -137,9 +137,9 @@ async fn token(server: &TestServer, auth: (&str, &str), form: &[(&str, &str)]) -
     (r.status().as_u16(), json_of(r).await)
 }
 
-/// An app (busybox httpd) with the proxy's access control off, running: its id and its
-/// instance's.
-async fn running_app(server: &TestServer, api: &V1, login: &str) -> (String, String) {
+/// An app (busybox httpd) with the proxy's access control off, running: its id, its
+/// instance's and its client secret.
+async fn running_app(server: &TestServer, api: &V1, login: &str) -> (String, String, String) {
     let name = "oidc-rp".to_owned();
     let dir = dockerfile_dir("CMD [\"httpd\", \"-f\", \"-p\", \"8080\"]");
     push_image(server, login, Some(dir.path()), &name, "1").await;
@@ -160,7 +160,22 @@ async fn running_app(server: &TestServer, api: &V1, login: &str) -> (String, Str
     assert_eq!(status, 201, "{run}");
     let instance = run["id"].as_str().unwrap().to_owned();
     wait_instance(api, &instance, 60, |i| i["state"] == "running").await;
-    (app_id, instance)
+    let secret = std::fs::read_to_string(
+        server
+            .data_dir()
+            .join("servables")
+            .join(&app_id)
+            .join("secrets")
+            .join("oidc-client-secret"),
+    )
+    .unwrap();
+    (app_id, instance, secret)
+}
+
+/// The claims of a JWT (unverified: the tests that need its signature checked use PyJWT).
+fn claims_of(token: &str) -> Value {
+    let claims = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap()
 }
 
 #[tokio::test]
@@ -171,7 +186,7 @@ async fn an_app_signs_its_users_in_with_the_code_flow() {
     let user_id = me["id"].as_str().unwrap().to_owned();
 
     // An app with the proxy's access control off.
-    let (app_id, instance) = running_app(&server, &api, &login).await;
+    let (app_id, instance, _) = running_app(&server, &api, &login).await;
 
     // The client secret is mounted next to the API key; the issuer is in the environment.
     let secrets = server
@@ -645,16 +660,7 @@ async fn prompt_and_max_age_ask_for_what_they_should() {
     use dtaas::core::clock::Clock;
     let server = TestServer::start().await;
     let (api, login) = v1_user(&server, "prompt").await;
-    let (app_id, _) = running_app(&server, &api, &login).await;
-    let secret = std::fs::read_to_string(
-        server
-            .data_dir()
-            .join("servables")
-            .join(&app_id)
-            .join("secrets")
-            .join("oidc-client-secret"),
-    )
-    .unwrap();
+    let (app_id, _, secret) = running_app(&server, &api, &login).await;
     let creds = (app_id.as_str(), secret.trim());
     let redirect = format!("http://{app_id}.localhost:{}/callback", server.addr.port());
     let (verifier, challenge) = pkce();
@@ -723,15 +729,7 @@ async fn prompt_and_max_age_ask_for_what_they_should() {
             )
             .await;
             assert_eq!(status, 200, "{tokens}");
-            let claims = tokens["id_token"]
-                .as_str()
-                .unwrap()
-                .split('.')
-                .nth(1)
-                .unwrap()
-                .to_owned();
-            let claims: Value =
-                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+            let claims = claims_of(tokens["id_token"].as_str().unwrap());
             (claims, tokens["refresh_token"].as_str().unwrap().to_owned())
         }
     };
@@ -796,14 +794,7 @@ async fn prompt_and_max_age_ask_for_what_they_should() {
     )
     .await;
     assert_eq!(status, 200, "{tokens}");
-    let claims = tokens["id_token"]
-        .as_str()
-        .unwrap()
-        .split('.')
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    let claims = claims_of(tokens["id_token"].as_str().unwrap());
     assert_eq!(claims["auth_time"], first_sign_in);
 
     // Discovery says so.
@@ -834,16 +825,7 @@ async fn authlib_as_the_relying_party_signs_a_user_in() {
     let server = TestServer::start().await;
     let (api, login) = v1_user(&server, "authlib").await;
     let (_, me) = api.get("/me").await;
-    let (app_id, _) = running_app(&server, &api, &login).await;
-    let secret = std::fs::read_to_string(
-        server
-            .data_dir()
-            .join("servables")
-            .join(&app_id)
-            .join("secrets")
-            .join("oidc-client-secret"),
-    )
-    .unwrap();
+    let (app_id, _, secret) = running_app(&server, &api, &login).await;
     let issuer = server.url("").trim_end_matches('/').to_owned();
     let redirect = format!("{issuer}/apps/{app_id}/callback");
     let script =
