@@ -22,6 +22,7 @@ use super::dashboard::page::{CsrfForm, Viewer, encode};
 use super::dashboard::{self, html};
 use super::errors;
 use super::state::App;
+use crate::core::clock;
 use crate::core::error::{Error, Result};
 use crate::core::id::Id;
 use crate::domains::accounts::{self, User};
@@ -209,10 +210,11 @@ struct AuthRequest {
     challenge: String,
     prompt: Prompt,
     /// The longest time since the user signed in that the app accepts (`max_age`, seconds).
-    max_age: Option<i64>,
-    /// Set by the provider when it sent the user to sign in again for this request: a sign-in
-    /// at or after this time (unix milliseconds) satisfies `prompt=login` and `max_age`.
-    signed_in_after: Option<i64>,
+    max_age: Option<u64>,
+    /// The provider's ticket, when it sent the user to sign in again for this request
+    /// (`oidc::issue_reauth`): a sign-in after the ticket was made satisfies `prompt=login`
+    /// and `max_age`.
+    reauth: Option<String>,
     /// The parameters, for the consent form.
     fields: Vec<(&'static str, String)>,
 }
@@ -244,15 +246,10 @@ impl Prompt {
         }
         (!p.none || count == 1).then_some(p)
     }
-
-    /// The value left once the user has signed in again (`consent` stays).
-    fn after_sign_in(self) -> Option<&'static str> {
-        self.consent.then_some("consent")
-    }
 }
 
 /// The provider's own parameter on the sign-in round trip (see [`AuthRequest`]).
-const SIGNED_IN_AFTER: &str = "dtaas_signed_in_after";
+const REAUTH: &str = "dtaas_reauth";
 
 /// Why a request is refused: a page (the redirect URI is not trusted), or a redirect to it.
 enum Refusal {
@@ -271,7 +268,7 @@ const FIELDS: [&str; 11] = [
     "code_challenge_method",
     "prompt",
     "max_age",
-    SIGNED_IN_AFTER,
+    REAUTH,
 ];
 
 fn check_request(
@@ -324,19 +321,12 @@ fn check_request(
             "prompt: none (alone), or any of login, consent and select_account",
         );
     };
-    let whole = |name: &str| match get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| i64::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| format!("{name}: a whole number")),
+    let max_age = match get("max_age").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(age)) => Some(age),
+        Some(Err(_)) => return refuse("invalid_request", "max_age: a whole number of seconds"),
     };
-    let (max_age, signed_in_after) = match (whole("max_age"), whole(SIGNED_IN_AFTER)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(why), _) | (_, Err(why)) => return refuse("invalid_request", &why),
-    };
+    let reauth = get(REAUTH).map(str::to_owned);
     let fields = FIELDS
         .iter()
         .filter_map(|k| p.get(*k).map(|v| (*k, v.clone())))
@@ -349,7 +339,7 @@ fn check_request(
         nonce,
         prompt,
         max_age,
-        signed_in_after,
+        reauth,
         fields,
     }))
 }
@@ -413,24 +403,25 @@ fn refuse_to_app(req: &AuthRequest, error: &str, why: &str) -> Response {
     with_query(&req.redirect_uri, &q)
 }
 
-/// The sign-in page, coming back to this request once the user has signed in again: without
-/// `login` in its prompt, and with the time (`now`, unix milliseconds) a sign-in must be at or
-/// after.
-fn sign_in_again(params: &BTreeMap<String, String>, req: &AuthRequest, now: i64) -> Response {
+/// The sign-in page, coming back to this request once the user has signed in: the request
+/// as it was, with a new ticket of the provider's, which a sign-in made after it satisfies.
+fn sign_in_again(
+    app: &App,
+    params: &BTreeMap<String, String>,
+    req: &AuthRequest,
+) -> Result<Response> {
+    let ticket = oidc::issue_reauth(&app.store, req.client.id, &req.challenge, app.now())?;
     let mut query: Vec<(&str, String)> = FIELDS
         .iter()
-        .filter(|k| !matches!(**k, "prompt" | SIGNED_IN_AFTER))
+        .filter(|k| **k != REAUTH)
         .filter_map(|k| params.get(*k).map(|v| (*k, v.clone())))
         .collect();
-    if let Some(p) = req.prompt.after_sign_in() {
-        query.push(("prompt", p.to_owned()));
-    }
-    query.push((SIGNED_IN_AFTER, now.to_string()));
+    query.push((REAUTH, ticket));
     let back = format!(
         "/oidc/authorize?{}",
         serde_urlencoded::to_string(&query).unwrap_or_default()
     );
-    Redirect::to(&format!("/login?next={}", encode(&back))).into_response()
+    Ok(Redirect::to(&format!("/login?next={}", encode(&back))).into_response())
 }
 
 /// Checks the request and the user; `decided` is the consent form's answer.
@@ -456,9 +447,7 @@ async fn flow(
                 "the user is not signed in",
             ));
         }
-        Err(Error::Unauthorized(_)) => {
-            return Ok(sign_in_again(&params, &req, app.now().timestamp_millis()));
-        }
+        Err(Error::Unauthorized(_)) => return sign_in_again(app, &params, &req),
         Err(e) => return Err(e),
     };
     let user = viewer.principal.id;
@@ -476,13 +465,18 @@ async fn flow(
             "you may not use this app: signing in to it needs REQUEST on it",
         ));
     }
-    // A fresh sign-in asked for (`prompt=login`), or the last one too long ago (`max_age`).
-    let now = app.now().timestamp_millis();
-    let signed_in = viewer.signed_in.timestamp_millis();
-    let renewed = req.signed_in_after.is_some_and(|t| signed_in >= t);
+    // A fresh sign-in asked for (`prompt=login`), or the last one too long ago (`max_age`):
+    // satisfied only by a sign-in after the provider sent the user to sign in for this very
+    // request (its ticket).
+    let now = app.now();
+    let asked = match &req.reauth {
+        Some(ticket) => oidc::reauth_asked(&app.store, ticket, req.client.id, &req.challenge, now)?,
+        None => None,
+    };
+    let renewed = asked.is_some_and(|asked| viewer.signed_in >= asked);
     let too_old = req
         .max_age
-        .is_some_and(|age| signed_in.saturating_add(age.saturating_mul(1000)) < now);
+        .is_some_and(|age| clock::later(viewer.signed_in, clock::seconds(age)) < now);
     if !renewed && (req.prompt.login || too_old) {
         if req.prompt.none {
             return Ok(refuse_to_app(
@@ -491,7 +485,7 @@ async fn flow(
                 "the user signed in longer ago than max_age allows",
             ));
         }
-        return Ok(sign_in_again(&params, &req, now));
+        return sign_in_again(app, &params, &req);
     }
     match decided {
         Some(true) => oidc::give_consent(&app.store, user, req.client.id)?,
@@ -892,9 +886,7 @@ mod tests {
         );
         let both = p("login consent").unwrap();
         assert!(both.login && both.consent && !both.none);
-        assert_eq!(both.after_sign_in(), Some("consent"));
         assert!(p("select_account").unwrap().login);
-        assert_eq!(p("login").unwrap().after_sign_in(), None);
         assert_eq!(p("none login"), None);
         assert_eq!(p("none none"), None);
         assert_eq!(p("create"), None);

@@ -748,22 +748,40 @@ async fn prompt_and_max_age_ask_for_what_they_should() {
         .await
         .unwrap();
     assert_eq!(error_of(&r).as_deref(), Some("login_required"));
-    for extra in [[("max_age", "60")], [("prompt", "login")]] {
-        // The sign-in page, coming back to the request without `login` in it, once.
-        let r = b.get(url(&extra)).send().await.unwrap();
-        assert_eq!(r.status(), 303, "{extra:?}");
-        let to = location(&r);
+    // The sign-in page, coming back to the request with the provider's ticket in it.
+    let sent_to_sign_in = |r: &reqwest::Response| -> String {
+        assert_eq!(r.status(), 303);
+        let to = location(r);
         let next = to
             .strip_prefix("/login?next=")
-            .unwrap_or_else(|| panic!("{to}"));
-        let next: String =
-            serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("n={next}"))
-                .unwrap()
-                .remove(0)
-                .1;
+            .unwrap_or_else(|| panic!("not the sign-in page: {to}"));
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("n={next}"))
+            .unwrap()
+            .remove(0)
+            .1
+    };
+    for extra in [[("max_age", "60")], [("prompt", "login")]] {
+        let r = b.get(url(&extra)).send().await.unwrap();
+        let next = sent_to_sign_in(&r);
         assert!(next.starts_with("/oidc/authorize?"), "{next}");
-        assert!(!next.contains("prompt=login"), "{next}");
-        // Signed in again a second later: the code, with that sign-in as auth_time.
+        assert!(next.contains("dtaas_reauth="), "{next}");
+        // Coming back without signing in: the sign-in page again, not a code. Nor does a
+        // ticket the provider did not make, or another request's.
+        server.clock.advance(chrono::Duration::seconds(1));
+        let r = b.get(server.url(&next)).send().await.unwrap();
+        sent_to_sign_in(&r);
+        let mut forged = extra.to_vec();
+        forged.push(("dtaas_reauth", "made-up"));
+        sent_to_sign_in(&b.get(url(&forged)).send().await.unwrap());
+        let (_, other_challenge) = pkce();
+        let other = authorize_with(&server, &app_id, &redirect, &other_challenge, &extra);
+        let other_next = sent_to_sign_in(&b.get(other).send().await.unwrap());
+        let other_ticket = other_next.split("dtaas_reauth=").nth(1).unwrap().to_owned();
+        let mut borrowed = extra.to_vec();
+        borrowed.push(("dtaas_reauth", &other_ticket));
+        let after_sign_in_elsewhere = url(&borrowed);
+
+        // Signed in again: the code, with that sign-in as auth_time.
         server.clock.advance(chrono::Duration::seconds(1));
         let again = server.clock.now().timestamp();
         let r = b
@@ -777,6 +795,10 @@ async fn prompt_and_max_age_ask_for_what_they_should() {
             .await
             .unwrap();
         assert!(r.status().is_success() || r.status().is_redirection());
+        if extra[0].0 == "prompt" {
+            // (A fresh sign-in satisfies any max_age; prompt=login wants one for this request.)
+            sent_to_sign_in(&b.get(after_sign_in_elsewhere).send().await.unwrap());
+        }
         let r = b.get(server.url(&next)).send().await.unwrap();
         assert_eq!(r.status(), 303, "{extra:?}");
         let code = param(&query_of(&location(&r), &redirect), "code")
