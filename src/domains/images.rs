@@ -210,13 +210,30 @@ fn validate_request(req: &BuildRequest) -> Result<()> {
 
 /// Lays out a new build context in `dir`: the Dockerfile and the attachments (moved from
 /// their staging place), or, when the request brings none, the attachments `kept` from the
-/// context `from` (linked, else copied).
+/// context `from` (linked, else copied). Answers the names of the attachments it holds: a kept
+/// one that is gone from the old context (a backup restored without it) is left out, and an
+/// old attachment named `Dockerfile` (a repository's) is not carried over a Dockerfile written
+/// here. On failure the directory is removed.
 fn write_context(
     dir: &Path,
     req: &BuildRequest,
     from: Option<&Path>,
     kept: &[String],
-) -> Result<()> {
+) -> Result<Vec<String>> {
+    let written = lay_out_context(dir, req, from, kept);
+    if written.is_err() {
+        remove_context(dir);
+    }
+    written
+}
+
+fn lay_out_context(
+    dir: &Path,
+    req: &BuildRequest,
+    from: Option<&Path>,
+    kept: &[String],
+) -> Result<Vec<String>> {
+    use std::io::ErrorKind;
     let io = |e: std::io::Error| Error::internal(format!("writing the build context: {e}"));
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io)?;
@@ -225,19 +242,38 @@ fn write_context(
     if let Some(text) = &req.dockerfile {
         std::fs::write(dir.join("Dockerfile"), text).map_err(io)?;
     }
+    let mut names = Vec::new();
     for (name, staged) in &req.attachments {
         crate::core::fs::move_file(staged, &dir.join(name)).map_err(io)?;
+        names.push(name.clone());
     }
     if let (true, Some(from)) = (req.attachments.is_empty(), from) {
         for name in kept {
-            let (old, new) = (from.join(name), dir.join(name));
-            if std::fs::hard_link(&old, &new).is_err() {
-                std::fs::copy(&old, &new).map_err(io)?;
+            if req.dockerfile.is_some() && name == "Dockerfile" {
+                continue;
             }
+            let (old, new) = (from.join(name), dir.join(name));
+            match std::fs::hard_link(&old, &new) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound && !old.exists() => {
+                    tracing::warn!(
+                        "the attachment {name} is missing from {}: the rebuild goes without it",
+                        from.display()
+                    );
+                    continue;
+                }
+                // Another file system, say: a copy.
+                Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                    std::fs::copy(&old, &new).map_err(io)?;
+                }
+                Err(e) => return Err(io(e)),
+            }
+            names.push(name.clone());
         }
     }
     // What the Dockerfile copies keeps its mode in the image: readable by any user there.
-    crate::core::fs::open_for_containers(dir).map_err(io)
+    crate::core::fs::open_for_containers(dir).map_err(io)?;
+    Ok(names)
 }
 
 /// Removes a build context directory that no record names (any more); a failure is logged.
@@ -376,7 +412,7 @@ pub fn rebuild_image(
         context_dir(data_dir, &old),
         versioned_context_dir(data_dir, id, Some(build.id)),
     );
-    write_context(&new_dir, &effective, Some(&old_dir), &old.attachments)?;
+    image.attachments = write_context(&new_dir, &effective, Some(&old_dir), &old.attachments)?;
     image.last_build = build.id;
     image.context = Some(build.id);
     let recorded = (|| {
@@ -751,6 +787,58 @@ mod tests {
             "the Dockerfile stays"
         );
         assert_eq!(dirs().len(), 1);
+
+        // A kept attachment gone from the old context (a backup restored without it): the
+        // rebuild goes without it, and says so in the record.
+        let third = get_build(&store, image.last_build).unwrap().unwrap();
+        end(&store, &third);
+        std::fs::remove_file(third_dir.join("c")).unwrap();
+        rebuild_image(
+            &store,
+            &data,
+            &ada,
+            image.id,
+            None,
+            request(Some("FROM scratch\n"), vec![]),
+            now,
+        )
+        .unwrap();
+        let image = get_image(&store, first.image).unwrap().unwrap();
+        assert!(image.attachments.is_empty(), "{:?}", image.attachments);
+        assert_eq!(dirs().len(), 1);
+
+        // A repository build's `Dockerfile` attachment is not carried over a Dockerfile given.
+        let repo = create_image(
+            &store,
+            &data,
+            &ada,
+            BuildRequest {
+                name: "from-git".into(),
+                dockerfile: None,
+                repo_url: Some("https://example.org/x.git".into()),
+                nocache: false,
+                attachments: vec![stage("Dockerfile", "FROM old\n")],
+            },
+            now,
+        )
+        .unwrap();
+        end(&store, &repo);
+        rebuild_image(
+            &store,
+            &data,
+            &ada,
+            repo.image,
+            None,
+            request(Some("FROM new\n"), vec![]),
+            now,
+        )
+        .unwrap();
+        let rebuilt = get_image(&store, repo.image).unwrap().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(context_dir(&data, &rebuilt).join("Dockerfile")).unwrap(),
+            "FROM new\n"
+        );
+        assert!(rebuilt.attachments.is_empty(), "{:?}", rebuilt.attachments);
 
         // An image recorded before contexts were versioned keeps its `context` directory.
         let legacy = Image {

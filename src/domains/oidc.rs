@@ -180,11 +180,14 @@ fn keys_in<T: ReadableTable<u128, &'static [u8]>>(table: &T) -> Result<Vec<(u128
 }
 
 /// The key that signs at `now`: of those not retired and already signing, the one that
-/// started last.
+/// started last; when none has started (the clock stepped back past a switch), the published
+/// successor that starts first, rather than a key nobody has seen.
 fn signer(keys: &[(u128, SigningKey)], now: Timestamp) -> Option<&(u128, SigningKey)> {
-    keys.iter()
-        .filter(|(_, k)| k.retired.is_none() && k.signs_from() <= now)
+    let live = || keys.iter().filter(|(_, k)| k.retired.is_none());
+    live()
+        .filter(|(_, k)| k.signs_from() <= now)
         .max_by_key(|(id, k)| (k.signs_from(), *id))
+        .or_else(|| live().min_by_key(|(id, k)| (k.signs_from(), *id)))
 }
 
 /// What keeping the keys asks at `now` (see [`plan_keys`]).
@@ -1237,6 +1240,24 @@ mod tests {
         let due = long_after + KEY_PUBLISHED_AHEAD_SECS;
         assert_eq!(kid_of(&sign(&store, &claims, at(due - 1)).unwrap()), next);
         assert_eq!(kid_of(&sign(&store, &claims, at(due)).unwrap()), third);
+    }
+
+    #[test]
+    fn a_clock_stepped_back_past_a_switch_signs_with_a_published_key() {
+        let (_d, store) = store();
+        let t0 = chrono::Utc::now();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let claims = serde_json::json!({"sub": "u"});
+        let first = kids(&store, t0);
+        let published = kids(&store, at(KEY_MAX_AGE_SECS));
+        let switch = KEY_MAX_AGE_SECS + KEY_PUBLISHED_AHEAD_SECS;
+        let next = kid_of(&sign(&store, &claims, at(switch)).unwrap());
+        assert!(!first.contains(&next) && published.contains(&next));
+        // The clock steps back before the switch: the first key is retired, the successor's
+        // time has not come; it signs all the same, and no unpublished key appears.
+        let back = kid_of(&sign(&store, &claims, at(switch - 60)).unwrap());
+        assert_eq!(back, next);
+        assert_eq!(kids(&store, at(switch - 60)), published);
     }
 
     #[test]
