@@ -249,10 +249,15 @@ fn lay_out_context(
     }
     if let (true, Some(from)) = (req.attachments.is_empty(), from) {
         for name in kept {
-            if req.dockerfile.is_some() && name == "Dockerfile" {
-                continue;
-            }
             let (old, new) = (from.join(name), dir.join(name));
+            if name == "Dockerfile" && req.dockerfile.is_some() {
+                // A repository's own Dockerfile, as an attachment: it wins over the text (as
+                // when the image was made); without a repository it is dropped.
+                if req.repo_url.is_none() {
+                    continue;
+                }
+                std::fs::remove_file(&new).map_err(io)?;
+            }
             match std::fs::hard_link(&old, &new) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound && !old.exists() => {
@@ -297,7 +302,10 @@ pub fn create_image(
     let image_id = Id::new();
     let build_id = Id::new();
     let dir = versioned_context_dir(data_dir, image_id, Some(build_id));
-    write_context(&dir, &req, None, &[])?;
+    if let Err(e) = write_context(&dir, &req, None, &[]) {
+        remove_context(&images_dir(data_dir).join(image_id.to_string()));
+        return Err(e);
+    }
     let build = Build {
         id: build_id,
         image: image_id,

@@ -16,6 +16,8 @@ use crate::core::store::{Opening, Store, StoreError, decode, encode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use ring::hmac;
+use ring::rand::SecureRandom;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
@@ -51,9 +53,10 @@ const EXPIRIES: TableDefinition<(u8, i64, [u8; 32]), ()> = TableDefinition::new(
 const TAG_CODE: u8 = 1;
 const TAG_ACCESS: u8 = 2;
 const TAG_REFRESH: u8 = 3;
-const TAG_REAUTH: u8 = 4;
-/// Hash of a re-authentication ticket -> `Reauth`.
-const REAUTH: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("oidc_reauth");
+/// The provider's own secrets by name: `reauth` (32 random bytes), the key of the
+/// re-authentication tickets' MACs, made when the store is made.
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("oidc_secrets");
+const REAUTH_KEY: &str = "reauth";
 /// Client (servable) -> SHA-256 of its secret.
 const CLIENT_SECRETS: TableDefinition<u128, &[u8]> = TableDefinition::new("oidc_client_secrets");
 /// (user, client): the user allowed the client.
@@ -67,7 +70,16 @@ pub(crate) fn init_tables(txn: &WriteTransaction, _: Opening) -> Result<(), Stor
     txn.open_table(REVOKED_FAMILIES)?;
     txn.open_table(CLIENT_SECRETS)?;
     txn.open_table(CONSENTS)?;
-    txn.open_table(REAUTH)?;
+    {
+        let mut secrets = txn.open_table(SECRETS)?;
+        if secrets.get(REAUTH_KEY)?.is_none() {
+            let mut key = [0u8; 32];
+            SystemRandom::new()
+                .fill(&mut key)
+                .map_err(|_| StoreError::Codec("no randomness for the OIDC ticket key".into()))?;
+            secrets.insert(REAUTH_KEY, &key[..])?;
+        }
+    }
     if txn.open_table(EXPIRIES)?.is_empty()? {
         index_expiries(txn).map_err(|e| StoreError::Codec(e.to_string()))?;
     }
@@ -288,9 +300,12 @@ pub fn rotate_key(store: &Store, now: Timestamp) -> Result<String> {
     let txn = store.write()?;
     let kid = {
         let mut table = txn.open_table(KEYS)?;
-        for (id, mut k) in keys_in(&table)? {
+        let keys = keys_in(&table)?;
+        let signing = signer(&keys, now).map(|(id, _)| *id);
+        for (id, mut k) in keys {
             match k.retired {
-                None if k.signs_from() > now => {
+                // Published ahead and never used: dropped.
+                None if k.signs_from() > now && Some(id) != signing => {
                     table.remove(id)?;
                 }
                 None => {
@@ -458,60 +473,73 @@ pub fn forget_client(store: &Store, client: Id) -> Result<()> {
 /// How long a re-authentication ticket is good for: a sign-in round trip.
 pub const REAUTH_SECS: i64 = 600;
 
-/// What a re-authentication ticket stands for: the authorization request (its client and PKCE
-/// challenge) for which the user was sent to sign in again at `asked`.
-#[derive(Serialize, Deserialize)]
-struct Reauth {
+/// The MAC of a ticket: over the request it is for (client, redirect URI, PKCE challenge) and
+/// when it was made.
+fn reauth_mac(
+    store: &Store,
     client: Id,
-    challenge: String,
-    asked: Timestamp,
-    expires: Timestamp,
+    redirect_uri: &str,
+    challenge: &str,
+    asked: i64,
+) -> Result<hmac::Tag> {
+    let txn = store.read()?;
+    let secrets = txn.open_table(SECRETS)?;
+    let key = secrets
+        .get(REAUTH_KEY)?
+        .ok_or_else(|| Error::internal("the OIDC ticket key is missing"))?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key.value());
+    let mut ctx = hmac::Context::with_key(&key);
+    for part in [
+        b"dtaas reauth".as_slice(),
+        &client.0.to_be_bytes(),
+        redirect_uri.as_bytes(),
+        challenge.as_bytes(),
+        &asked.to_be_bytes(),
+    ] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    Ok(ctx.sign())
 }
 
 /// A ticket for an authorization request that sends the user to sign in again (`prompt=login`,
 /// `max_age`): the request comes back with it, and a sign-in after `now` then satisfies it.
-/// Only the provider makes them, so a request cannot claim a sign-in it did not get.
-pub fn issue_reauth(store: &Store, client: Id, challenge: &str, now: Timestamp) -> Result<String> {
-    let ticket = random_token();
-    let record = Reauth {
-        client,
-        challenge: challenge.to_owned(),
-        asked: now,
-        expires: clock::later(now, seconds(REAUTH_SECS)),
-    };
-    let txn = store.write()?;
-    prune(&txn, REAUTH, TAG_REAUTH, now)?;
-    let bytes = encode(&record)?;
-    insert_expiring(
-        &txn,
-        REAUTH,
-        TAG_REAUTH,
-        &secret_hash(&ticket),
-        &bytes,
-        record.expires,
-    )?;
-    txn.commit()?;
-    Ok(ticket)
+/// It is `<microseconds>.<MAC>`, the MAC under a key only the store holds, so a request cannot
+/// claim a sign-in it did not get, and nothing is written for it.
+pub fn reauth_ticket(
+    store: &Store,
+    client: Id,
+    redirect_uri: &str,
+    challenge: &str,
+    now: Timestamp,
+) -> Result<String> {
+    let asked = now.timestamp_micros();
+    let mac = reauth_mac(store, client, redirect_uri, challenge, asked)?;
+    Ok(format!("{asked}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref())))
 }
 
 /// When the user was sent to sign in again for this request, if `ticket` is a live ticket of
-/// this client and PKCE challenge; `None` otherwise.
+/// this client, redirect URI and PKCE challenge; `None` otherwise.
 pub fn reauth_asked(
     store: &Store,
     ticket: &str,
     client: Id,
+    redirect_uri: &str,
     challenge: &str,
     now: Timestamp,
 ) -> Result<Option<Timestamp>> {
-    let txn = store.read()?;
-    let Some(v) = txn.open_table(REAUTH)?.get(&secret_hash(ticket))? else {
+    let Some((asked, mac)) = ticket.split_once('.') else {
         return Ok(None);
     };
-    let r: Reauth = decode(v.value())?;
-    let fits = r.client == client
-        && constant_time_eq(r.challenge.as_bytes(), challenge.as_bytes())
-        && r.expires >= now;
-    Ok(fits.then_some(r.asked))
+    let (Ok(asked_micros), Ok(mac)) = (asked.parse::<i64>(), URL_SAFE_NO_PAD.decode(mac)) else {
+        return Ok(None);
+    };
+    let Some(asked) = chrono::DateTime::from_timestamp_micros(asked_micros) else {
+        return Ok(None);
+    };
+    let expected = reauth_mac(store, client, redirect_uri, challenge, asked_micros)?;
+    let live = asked <= now && clock::later(asked, seconds(REAUTH_SECS)) >= now;
+    Ok((live && constant_time_eq(expected.as_ref(), &mac)).then_some(asked))
 }
 
 // ---- authorization codes ----
@@ -1086,27 +1114,35 @@ mod tests {
         let (_d, store) = store();
         let now = chrono::Utc::now();
         let client = Id::new();
-        let challenge = s256(VERIFIER);
-        let ticket = issue_reauth(&store, client, &challenge, now).unwrap();
+        let (uri, challenge) = ("http://x.localhost/cb", s256(VERIFIER));
+        let ticket = reauth_ticket(&store, client, uri, &challenge, now).unwrap();
+        let asked =
+            |t: &str, c: Id, u: &str, ch: &str, at| reauth_asked(&store, t, c, u, ch, at).unwrap();
+        let micros = chrono::DateTime::from_timestamp_micros(now.timestamp_micros());
+        assert_eq!(asked(&ticket, client, uri, &challenge, now), micros);
+        assert_eq!(asked(&ticket, Id::new(), uri, &challenge, now), None);
         assert_eq!(
-            reauth_asked(&store, &ticket, client, &challenge, now).unwrap(),
-            Some(now)
-        );
-        assert_eq!(
-            reauth_asked(&store, &ticket, Id::new(), &challenge, now).unwrap(),
+            asked(&ticket, client, "http://x.localhost/other", &challenge, now),
             None
         );
-        assert_eq!(
-            reauth_asked(&store, &ticket, client, "other", now).unwrap(),
-            None
-        );
-        assert_eq!(
-            reauth_asked(&store, "made-up", client, &challenge, now).unwrap(),
-            None
-        );
+        assert_eq!(asked(&ticket, client, uri, "other", now), None);
+        for forged in ["made-up", "0.AAAA", "", "."] {
+            assert_eq!(
+                asked(forged, client, uri, &challenge, now),
+                None,
+                "{forged}"
+            );
+        }
+        // Another time under the same MAC: refused.
+        let (_, mac) = ticket.split_once('.').unwrap();
+        let earlier = format!("{}.{mac}", now.timestamp_micros() - 1_000_000);
+        assert_eq!(asked(&earlier, client, uri, &challenge, now), None);
         let late = now + chrono::Duration::seconds(REAUTH_SECS + 1);
+        assert_eq!(asked(&ticket, client, uri, &challenge, late), None);
+        // Another store (another key): refused.
+        let (_d2, other) = super::tests::store();
         assert_eq!(
-            reauth_asked(&store, &ticket, client, &challenge, late).unwrap(),
+            reauth_asked(&other, &ticket, client, uri, &challenge, now).unwrap(),
             None
         );
     }
@@ -1258,6 +1294,13 @@ mod tests {
         let back = kid_of(&sign(&store, &claims, at(switch - 60)).unwrap());
         assert_eq!(back, next);
         assert_eq!(kids(&store, at(switch - 60)), published);
+        // An administrator's rotation then retires that key (it signed) rather than drop it.
+        let rotated = rotate_key(&store, at(switch - 59)).unwrap();
+        let served = kids(&store, at(switch - 58));
+        assert!(
+            served.contains(&next) && served.contains(&rotated),
+            "{served:?}"
+        );
     }
 
     #[test]

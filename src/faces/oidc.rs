@@ -212,7 +212,7 @@ struct AuthRequest {
     /// The longest time since the user signed in that the app accepts (`max_age`, seconds).
     max_age: Option<u64>,
     /// The provider's ticket, when it sent the user to sign in again for this request
-    /// (`oidc::issue_reauth`): a sign-in after the ticket was made satisfies `prompt=login`
+    /// (`oidc::reauth_ticket`): a sign-in after the ticket was made satisfies `prompt=login`
     /// and `max_age`.
     reauth: Option<String>,
     /// The parameters, for the consent form.
@@ -404,19 +404,23 @@ fn refuse_to_app(req: &AuthRequest, error: &str, why: &str) -> Response {
 }
 
 /// The sign-in page, coming back to this request once the user has signed in: the request
-/// as it was, with a new ticket of the provider's, which a sign-in made after it satisfies.
+/// as it was, with (when it asks for a fresh sign-in) a new ticket of the provider's, which a
+/// sign-in made after it satisfies.
 fn sign_in_again(
     app: &App,
     params: &BTreeMap<String, String>,
     req: &AuthRequest,
 ) -> Result<Response> {
-    let ticket = oidc::issue_reauth(&app.store, req.client.id, &req.challenge, app.now())?;
     let mut query: Vec<(&str, String)> = FIELDS
         .iter()
         .filter(|k| **k != REAUTH)
         .filter_map(|k| params.get(*k).map(|v| (*k, v.clone())))
         .collect();
-    query.push((REAUTH, ticket));
+    if req.prompt.login || req.max_age.is_some() {
+        let (client, uri, now) = (req.client.id, &req.redirect_uri, app.now());
+        let ticket = oidc::reauth_ticket(&app.store, client, uri, &req.challenge, now)?;
+        query.push((REAUTH, ticket));
+    }
     let back = format!(
         "/oidc/authorize?{}",
         serde_urlencoded::to_string(&query).unwrap_or_default()
@@ -470,7 +474,10 @@ async fn flow(
     // request (its ticket).
     let now = app.now();
     let asked = match &req.reauth {
-        Some(ticket) => oidc::reauth_asked(&app.store, ticket, req.client.id, &req.challenge, now)?,
+        Some(ticket) => {
+            let (client, uri) = (req.client.id, &req.redirect_uri);
+            oidc::reauth_asked(&app.store, ticket, client, uri, &req.challenge, now)?
+        }
         None => None,
     };
     let renewed = asked.is_some_and(|asked| viewer.signed_in >= asked);
