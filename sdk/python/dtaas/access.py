@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Dict, Iterable, List, Optional, Union
 
-from .client import Client, id_of, resolve, segment
-from .errors import UnexpectedResponse
+from .client import Client, id_of, record_id, resolve, segment
 
 
 class Capability(str, Enum):
@@ -172,10 +171,8 @@ class DelegationRequest:
         self._load(data)
 
     def _load(self, data: Dict[str, Any]) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise UnexpectedResponse("a delegation request without an id")
+        self.id: str = record_id(data, "a delegation request")
         self.data = data
-        self.id: str = data["id"]
         self.servable: str = data.get("servable", "")
         self.instance: str = data.get("instance", "")
         self.object: str = data.get("object", "")

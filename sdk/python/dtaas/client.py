@@ -63,6 +63,15 @@ def id_of(thing: Union[str, Any]) -> str:
     return ident
 
 
+def record_id(data: Any, what: str) -> str:
+    """The id in an API object's JSON; :class:`UnexpectedResponse` naming ``what`` (e.g. "a
+    trust") when the answer is no such object."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise UnexpectedResponse(f"{what} without an id")
+    ident: str = data["id"]
+    return ident
+
+
 class _Bearer(AuthBase):
     """``Authorization: Bearer <key>``, the key asked for on every request."""
 

@@ -11,8 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from .client import Client, resolve, segment
-from .errors import UnexpectedResponse
+from .client import Client, record_id, resolve, segment
 
 
 @dataclass(frozen=True)
@@ -58,10 +57,8 @@ class Prototype:
 
     def __init__(self, data: Dict[str, Any], client: Client) -> None:
         self.client = client
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise UnexpectedResponse("a prototype without an id")
+        self.id: str = record_id(data, "a prototype")
         self.data = data
-        self.id: str = data["id"]
         self.name: str = data.get("name", "")
         self.tag: str = data.get("tag", "")
         self.type: str = data.get("type", "")

@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Type,
 import requests
 
 from .access import DelegationRequest
-from .client import Client, id_of, resolve, segment
-from .errors import Timeout, UnexpectedResponse, WrongType
+from .client import Client, id_of, record_id, resolve, segment
+from .errors import Timeout, WrongType
 from .prototype import Prototype
 
 #: States of an instance that has not ended yet.
@@ -114,10 +114,8 @@ class Instance:
         self._load(data)
 
     def _load(self, data: Dict[str, Any]) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise UnexpectedResponse("an instance without an id")
+        self.id: str = record_id(data, "an instance")
         self.data = data
-        self.id: str = data["id"]
         self.servable_id: str = data.get("servable", "")
         self.type: str = data.get("type", "")
         self.state: str = data.get("state", "")
@@ -273,10 +271,8 @@ class Servable:
         self._load(data)
 
     def _load(self, data: Dict[str, Any]) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise UnexpectedResponse("a servable without an id")
+        self.id: str = record_id(data, "a servable")
         self.data = data
-        self.id: str = data["id"]
         self.type: str = data.get("type", "")
         self.name: str = data.get("name", "")
         p = data.get("prototype") or {}

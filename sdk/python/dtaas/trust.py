@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Union
 
-from .client import Client, id_of, resolve, segment
-from .errors import UnexpectedResponse
+from .client import Client, id_of, record_id, resolve, segment
 
 
 class Trust:
@@ -31,10 +30,8 @@ class Trust:
         self._load(data)
 
     def _load(self, data: Dict[str, Any]) -> None:
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-            raise UnexpectedResponse("a trust without an id")
+        self.id: str = record_id(data, "a trust")
         self.data = data
-        self.id: str = data["id"]
         self.name: str = data.get("name", "")
         self.owner: Optional[str] = data.get("owner")
         self.created: Optional[str] = data.get("created")
